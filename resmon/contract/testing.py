@@ -1,0 +1,248 @@
+"""The contract kit: a reusable test suite every collector must pass, and a fake collector.
+
+Use it from a collector's tests::
+
+    class TestLibvirtContract(CollectorContractSuite):
+        collector_cls = LibvirtCollector
+
+        def make_target(self) -> Target: ...              # a reachable target
+        def make_unreachable_target(self) -> Target: ...  # nothing listens there
+
+pytest collects the ``test_*`` methods below for each subclass. Out-of-tree collectors use the
+same kit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from ._collector import CONTRACT_VERSION, ENTRY_POINT_GROUP, Capability, Collector, Target
+from ._errors import (
+    CollectorError,
+    InvalidNativeData,
+    TargetTimeout,
+    TargetUnreachable,
+    UnsupportedTarget,
+)
+from ._schema import (
+    CollectorInfo,
+    Cpu,
+    HostIdentity,
+    HostReport,
+    Hypervisor,
+    Inventory,
+    Memory,
+    ProviderKind,
+    SupportedInstance,
+)
+
+__all__ = ["CollectorContractSuite", "FakeCollector", "fake_report"]
+
+_LOGGER = logging.getLogger("resmon.contract.testing")
+
+
+class CollectorContractSuite:
+    """Shared contract tests. Subclasses set ``collector_cls`` and the target factories."""
+
+    collector_cls: ClassVar[type[Collector]]
+    #: Whether the collector is expected to be registered as an entry point.
+    expect_entry_point: ClassVar[bool] = True
+
+    def make_target(self) -> Target:
+        raise NotImplementedError
+
+    def make_unreachable_target(self) -> Target:
+        raise NotImplementedError
+
+    def _collect(self, target: Target) -> list[HostReport]:
+        collector = self.collector_cls.from_target(target, logger=_LOGGER)
+        try:
+            return collector.collect()
+        finally:
+            collector.close()
+
+    def test_declares_name_version_and_capabilities(self) -> None:
+        cls = self.collector_cls
+        assert isinstance(cls.name, str) and cls.name
+        assert isinstance(cls.version, str) and cls.version
+        assert all(isinstance(c, Capability) for c in cls.capabilities)
+
+    def test_implements_contract_major_1(self) -> None:
+        major = self.collector_cls.contract_version.split(".")[0]
+        assert major == CONTRACT_VERSION.split(".")[0]
+
+    def test_registered_as_entry_point(self) -> None:
+        if not self.expect_entry_point:
+            return
+        names = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        assert self.collector_cls.name in names, f"{self.collector_cls.name} has no entry point"
+        module, _, attr = names[self.collector_cls.name].partition(":")
+        assert attr == self.collector_cls.__name__
+
+    def test_collect_returns_valid_reports(self) -> None:
+        target = self.make_target()
+        reports = self._collect(target)
+        assert isinstance(reports, list) and reports, "a reachable target yields reports"
+        for report in reports:
+            assert isinstance(report, HostReport)
+            again = HostReport.model_validate_json(report.model_dump_json())
+            assert again == report, "reports survive a JSON round trip unchanged"
+            assert report.identity.target == target.name
+            assert report.collector.name == self.collector_cls.name
+            assert report.collector.version == self.collector_cls.version
+            assert report.collected_at.tzinfo is not None
+
+    def test_report_keys_are_unique_and_parents_resolve(self) -> None:
+        reports = self._collect(self.make_target())
+        ids = [r.identity.host_id for r in reports]
+        assert len(ids) == len(set(ids))
+        for report in reports:
+            if report.parent_id is not None:
+                assert report.parent_id in ids
+            for sharer in report.shared_with:
+                assert sharer in ids
+
+    def test_compute_hosts_fill_declared_capabilities(self) -> None:
+        reports = self._collect(self.make_target())
+        hosts = [r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST]
+        assert hosts, "a target has at least one compute host"
+        caps = self.collector_cls.capabilities
+        for host in hosts:
+            assert host.hypervisor is not None and host.cpu is not None
+            assert host.memory is not None and host.memory.total_bytes > 0
+            assert {"VCPU", "MEMORY_MB"} <= {i.resource_class for i in host.inventories} or (
+                host.state != "up"
+            )
+            if Capability.SUPPORTED_INSTANCES in caps:
+                assert host.supported_instances, f"{host.identity.host_id}: no instances"
+        if Capability.NUMA in caps:
+            assert any(h.numa_cells for h in hosts), "NUMA declared but no host has cells"
+
+    def test_collect_is_repeatable(self) -> None:
+        target = self.make_target()
+        collector = self.collector_cls.from_target(target, logger=_LOGGER)
+        try:
+            first = collector.collect()
+            second = collector.collect()
+        finally:
+            collector.close()
+        assert [r.identity.host_id for r in first] == [r.identity.host_id for r in second]
+
+    def test_close_twice_is_harmless(self) -> None:
+        collector = self.collector_cls.from_target(self.make_target(), logger=_LOGGER)
+        collector.collect()
+        collector.close()
+        collector.close()
+
+    def test_unreachable_target_raises_contract_error(self) -> None:
+        target = self.make_unreachable_target()
+        try:
+            self._collect(target)
+        except (TargetUnreachable, TargetTimeout) as exc:
+            assert str(exc), "errors carry a message"
+        else:
+            raise AssertionError("an unreachable target must raise TargetUnreachable")
+
+    def test_only_contract_errors_escape_bad_options(self) -> None:
+        good = self.make_target()
+        bad = good.model_copy(update={"options": {"no_such_option_resmon": 1}})
+        try:
+            self._collect(bad)
+        except UnsupportedTarget as exc:
+            assert "no_such_option_resmon" in str(exc)
+        else:
+            raise AssertionError("an unknown option must raise UnsupportedTarget naming it")
+
+
+def fake_report(
+    host_id: str,
+    *,
+    target: str = "fake",
+    vcpus: int = 8,
+    memory_mib: int = 16384,
+    disk_gib: int = 100,
+    arch: str = "x86_64",
+    hv_type: str = "kvm",
+    traits: tuple[str, ...] = ("HW_CPU_X86_AVX2",),
+    parent_id: str | None = None,
+    used_vcpus: int = 0,
+    used_memory_mib: int = 0,
+) -> HostReport:
+    """A plausible compute-host report for core, store and exporter tests."""
+    return HostReport(
+        identity=HostIdentity(host_id=host_id, target=target, hostname=f"{host_id}.example"),
+        parent_id=parent_id,
+        hypervisor=Hypervisor(hv_type=hv_type, product="FakeHV", version="1.2.3"),
+        cpu=Cpu(arch=arch, sockets=1, cores_per_socket=vcpus, threads_per_core=1,
+                total_cpus=vcpus, online_cpus=vcpus, model="FakeCPU"),
+        memory=Memory(total_bytes=memory_mib * 1024 * 1024),
+        inventories=[
+            Inventory(resource_class="VCPU", total=vcpus, allocation_ratio=4.0, used=used_vcpus),
+            Inventory(resource_class="MEMORY_MB", total=memory_mib, reserved=512,
+                      used=used_memory_mib),
+            Inventory(resource_class="DISK_GB", total=disk_gib),
+        ],
+        traits=list(traits),
+        supported_instances=[SupportedInstance(arch=arch, hv_type=hv_type, vm_mode="hvm")],
+        collected_at=datetime.now(UTC),
+        collector=CollectorInfo(name="fake", version="1.0"),
+    )  # fmt: skip
+
+
+class FakeCollector(Collector):
+    """A collector that needs no hypervisor: ``url`` is ``fake://<n>`` for n hosts.
+
+    Options: ``fail`` (an error kind to raise), ``crash`` (raise a non-contract exception).
+    """
+
+    name = "fake"
+    version = "1.0"
+    capabilities = frozenset({Capability.SUPPORTED_INSTANCES})
+    _errors: ClassVar[dict[str, type[CollectorError]]] = {
+        "unreachable": TargetUnreachable,
+        "timeout": TargetTimeout,
+        "invalid_native_data": InvalidNativeData,
+        "unsupported": UnsupportedTarget,
+    }
+
+    def __init__(self, target: Target, hosts: int, options: Mapping[str, Any]) -> None:
+        self.target = target
+        self.hosts = hosts
+        self.options = options
+
+    @classmethod
+    def from_target(cls, target: Target, *, logger: Any) -> Self:
+        if not target.url.startswith("fake://"):
+            raise UnsupportedTarget(f"not a fake:// URL: {target.url!r}", target=target.name)
+        unknown = set(target.options) - {"fail", "crash", "reports"}
+        if unknown:
+            raise UnsupportedTarget(f"unknown options: {sorted(unknown)}", target=target.name)
+        try:
+            hosts = int(target.url.removeprefix("fake://") or "1")
+        except ValueError:
+            raise UnsupportedTarget(f"bad host count in {target.url!r}") from None
+        return cls(target, hosts, target.options)
+
+    def collect(self) -> list[HostReport]:
+        if "fail" in self.options:
+            raise self._errors[str(self.options["fail"])]("told to fail", target=self.target.name)
+        if self.options.get("crash"):
+            raise KeyError("a bug in the collector")
+        if "reports" in self.options:
+            return [HostReport.model_validate(r) for r in self.options["reports"]]  # type: ignore[attr-defined]
+        return [fake_report(f"host-{i}", target=self.target.name) for i in range(self.hosts)]
+
+    def close(self) -> None:
+        pass
+
+    @classmethod
+    def normalise_offline(
+        cls, inputs: Mapping[str, list[Path]], *, target: str
+    ) -> list[HostReport]:
+        return [HostReport.model_validate(json.loads(p.read_text())) for p in inputs["json"]]

@@ -1,0 +1,151 @@
+"""Runs one collection of one target and enforces the contract's error rules.
+
+Only :class:`CollectorError` subclasses may cross the boundary; anything else is turned into a
+:class:`ContractViolation` for that collector: logged with the collector's name, counted, and the
+target marked failed. The daemon goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from resmon.contract import (
+    Anomaly,
+    Collector,
+    CollectorError,
+    ContractViolation,
+    HostReport,
+    IncompatibleContract,
+    Target,
+)
+from resmon.validation import DuplicateProvider, check_batch
+
+__all__ = ["CollectionOutcome", "collect_target", "target_logger"]
+
+log = logging.getLogger("resmon.runner")
+
+
+@dataclass
+class CollectionOutcome:
+    """The result of one collection of one target, successful or not."""
+
+    target: str
+    collector: str
+    started_at: datetime
+    duration_s: float
+    reports: list[HostReport] = field(default_factory=list)
+    anomalies: dict[tuple[str, str], list[Anomaly]] = field(default_factory=dict)
+    error_kind: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+def target_logger(collector: str, target: str) -> logging.LoggerAdapter[logging.Logger]:
+    """A logger bound to its collector and target: every line carries both names."""
+    return logging.LoggerAdapter(
+        logging.getLogger(f"resmon.collector.{collector}"),
+        {"collector": collector, "target": target},
+    )
+
+
+def _schema_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return f"report breaks schema v1: {'; '.join(parts)}{more}"
+
+
+def _accept(reports: object, collector: type[Collector], target: Target) -> list[HostReport]:
+    """Re-validate what ``collect()`` returned; the core trusts nothing across the boundary."""
+    if not isinstance(reports, list):
+        raise ContractViolation(
+            f"collect() returned {type(reports).__name__}, not a list of HostReport",
+            collector=collector.name,
+            target=target.name,
+        )
+    accepted = []
+    for item in reports:
+        if not isinstance(item, HostReport):
+            raise ContractViolation(
+                f"collect() returned a {type(item).__name__} among its reports",
+                collector=collector.name,
+                target=target.name,
+            )
+        checked = HostReport.model_validate(item.model_dump())
+        if checked.identity.target != target.name:
+            raise ContractViolation(
+                f"report {checked.identity.host_id!r} names target "
+                f"{checked.identity.target!r}, expected {target.name!r}",
+                collector=collector.name,
+                target=target.name,
+            )
+        accepted.append(checked)
+    return accepted
+
+
+def collect_target(
+    collector_cls: type[Collector],
+    target: Target,
+    *,
+    instance: Collector | None = None,
+) -> tuple[CollectionOutcome, Collector | None]:
+    """Collect ``target`` once. Never raises for anything the collector does.
+
+    ``instance`` is a collector built earlier for this target (sessions are reused across
+    cycles); the returned collector is the one to reuse next time, or None after a failure that
+    may have broken its session.
+    """
+    logger = target_logger(collector_cls.name, target.name)
+    started_at = datetime.now(UTC)
+    start = time.perf_counter()
+    outcome = CollectionOutcome(
+        target=target.name, collector=collector_cls.name, started_at=started_at, duration_s=0.0
+    )
+    collector = instance
+    try:
+        if collector is None:
+            collector = collector_cls.from_target(target, logger=logger)
+        raw = collector.collect()
+        outcome.reports = _accept(raw, collector_cls, target)
+        outcome.anomalies = check_batch(outcome.reports)
+    except CollectorError as exc:
+        outcome.error_kind, outcome.error_message = exc.kind, str(exc.message)
+    except (ContractViolation, IncompatibleContract) as exc:
+        outcome.error_kind, outcome.error_message = exc.kind, str(exc)
+    except ValidationError as exc:
+        outcome.error_kind, outcome.error_message = "invalid_report", _schema_message(exc)
+    except DuplicateProvider as exc:
+        outcome.error_kind, outcome.error_message = "invalid_report", str(exc)
+    except Exception as exc:  # the contract boundary: anything else is the collector's bug
+        violation = ContractViolation(
+            f"{type(exc).__name__}: {exc}", collector=collector_cls.name, target=target.name
+        )
+        logger.error("%s", violation, exc_info=True)
+        outcome.error_kind, outcome.error_message = violation.kind, str(violation)
+    outcome.duration_s = time.perf_counter() - start
+    if outcome.ok:
+        logger.info("collected %d providers in %.3fs", len(outcome.reports), outcome.duration_s)
+        return outcome, collector
+    outcome.reports = []
+    outcome.anomalies = {}
+    logger.warning("collection failed (%s): %s", outcome.error_kind, outcome.error_message)
+    if collector is not None:
+        _close_quietly(collector, logger)
+    return outcome, None
+
+
+def _close_quietly(collector: Collector, logger: logging.LoggerAdapter[logging.Logger]) -> None:
+    try:
+        collector.close()
+    except Exception:  # close() must not raise; if it does, the run's error already stands
+        logger.debug("close() raised after a failed collection", exc_info=True)
