@@ -1,0 +1,388 @@
+"""The store: one transaction per collected target, stored whole or not at all."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from resmon.contract import Anomaly as AnomalyModel
+from resmon.contract import HostReport
+from resmon.runner import CollectionOutcome
+
+from . import models
+
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "TargetSpec", "alembic_directory"]
+
+log = logging.getLogger("resmon.store")
+
+DEFAULT_URL = "sqlite:///resmon.db"
+#: Inventory fields whose change goes into the change log.
+_LOGGED_FIELDS = ("total", "reserved", "allocation_ratio")
+
+
+class StoreError(Exception):
+    """The database refused a write or cannot be reached; nothing of that write was kept."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What the store keeps of a configured target (never its credentials)."""
+
+    name: str
+    collector: str
+    url: str
+    interval_s: float = 60.0
+
+
+def alembic_directory() -> Path:
+    """The migrations: in the source tree next to the packages, or installed under share/."""
+    here = Path(__file__).resolve().parents[2] / "alembic"
+    if (here / "env.py").is_file():
+        return here
+    installed = Path(sys.prefix) / "share" / "resmon" / "alembic"
+    if (installed / "env.py").is_file():
+        return installed
+    raise StoreError(f"alembic migrations not found (looked in {here} and {installed})")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+class Store:
+    """Current state of every provider, collection history, anomalies and the change log."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or create_store_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the database to ``revision`` with the Alembic migrations."""
+        from alembic.config import Config
+
+        from alembic import command
+
+        config = Config()
+        config.set_main_option("script_location", str(alembic_directory()))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def is_current(self) -> bool:
+        return inspect(self.engine).has_table("alembic_version")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read session (no commit)."""
+        with self._sessions() as session:
+            yield session
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def sync_targets(self, specs: Sequence[TargetSpec]) -> None:
+        """Create or update the rows of the configured targets (their status is kept)."""
+        with self._write() as session:
+            for spec in specs:
+                self._target_row(session, spec)
+
+    def record(self, spec: TargetSpec, outcome: CollectionOutcome) -> int:
+        """Store one collection in one transaction and return the run id.
+
+        On success the target's providers are replaced by the reported ones; on failure only the
+        run and the target's status are written, and the providers stored earlier stay as they
+        were. If the database refuses the write, nothing of it is kept and a failed run with
+        kind ``store_error`` is recorded instead (when the database still answers).
+        """
+        try:
+            with self._write() as session:
+                return self._record(session, spec, outcome)
+        except SQLAlchemyError as exc:
+            log.error("storing collection of %s failed: %s", spec.name, exc)
+            failed = CollectionOutcome(
+                target=outcome.target,
+                collector=outcome.collector,
+                started_at=outcome.started_at,
+                duration_s=outcome.duration_s,
+                error_kind="store_error",
+                error_message=f"the database refused the collection: {type(exc).__name__}",
+            )
+            try:
+                with self._write() as session:
+                    self._record(session, spec, failed)
+            except SQLAlchemyError:
+                pass
+            raise StoreError(f"could not store the collection of {spec.name!r}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def _target_row(self, session: Session, spec: TargetSpec) -> models.Target:
+        row = session.scalars(select(models.Target).where(models.Target.name == spec.name)).first()
+        if row is None:
+            row = models.Target(
+                name=spec.name,
+                collector=spec.collector,
+                url=spec.url,
+                interval_s=spec.interval_s,
+                last_status="never",
+                consecutive_failures=0,
+            )
+            session.add(row)
+            session.flush()
+        else:
+            row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
+        return row
+
+    def _record(self, session: Session, spec: TargetSpec, outcome: CollectionOutcome) -> int:
+        target = self._target_row(session, spec)
+        finished = datetime.now(UTC)
+        anomaly_count = sum(len(r.anomalies) for r in outcome.reports) + sum(
+            len(a) for a in outcome.anomalies.values()
+        )
+        run = models.CollectionRun(
+            target_id=target.id,
+            started_at=outcome.started_at,
+            duration_s=outcome.duration_s,
+            status="success" if outcome.ok else "failed",
+            error_kind=outcome.error_kind,
+            error_message=outcome.error_message,
+            provider_count=len(outcome.reports),
+            anomaly_count=anomaly_count,
+        )
+        session.add(run)
+        session.flush()
+        target.last_attempt_at = finished
+        target.last_duration_s = outcome.duration_s
+        target.last_error_kind = outcome.error_kind
+        target.last_error_message = outcome.error_message
+        if not outcome.ok:
+            target.last_status = "failed"
+            target.consecutive_failures = (target.consecutive_failures or 0) + 1
+            return run.id
+        target.last_status = "success"
+        target.last_success_at = finished
+        target.consecutive_failures = 0
+        self._replace_providers(session, target, run, outcome, finished)
+        return run.id
+
+    def _replace_providers(
+        self,
+        session: Session,
+        target: models.Target,
+        run: models.CollectionRun,
+        outcome: CollectionOutcome,
+        now: datetime,
+    ) -> None:
+        existing = {
+            h.host_id: h
+            for h in session.scalars(
+                select(models.Host)
+                .where(models.Host.target_id == target.id)
+                .options(selectinload(models.Host.inventories))
+            )
+        }
+        reported = {r.identity.host_id for r in outcome.reports}
+        for host_id, gone in existing.items():
+            if host_id not in reported:
+                self._log_change(
+                    session, run, target.name, host_id, "*", "provider_removed", 1, None, now
+                )
+                session.delete(gone)
+        for report in outcome.reports:
+            old = existing.get(report.identity.host_id)
+            old_inventories = {i.resource_class: i for i in old.inventories} if old else {}
+            if old is not None:
+                for child in (models.Inventory, models.HostTrait, models.SupportedInstance,
+                              models.NumaCell, models.Anomaly):  # fmt: skip
+                    session.execute(delete(child).where(child.host_pk == old.id))
+                session.expire(old)
+                host = old
+            else:
+                host = models.Host(target_id=target.id, host_id=report.identity.host_id)
+                session.add(host)
+                self._log_change(
+                    session, run, target.name, report.identity.host_id, "*", "provider_added",
+                    None, 1, now,
+                )  # fmt: skip
+            self._fill_host(host, report, run.id)
+            session.flush()
+            self._log_inventory_changes(session, run, target.name, report, old_inventories, now)
+            self._add_children(
+                session, host, report, outcome.anomalies.get(report.key, []), run.id, now
+            )
+
+    @staticmethod
+    def _fill_host(host: models.Host, report: HostReport, run_id: int) -> None:
+        host.hostname = report.identity.hostname
+        host.provider_kind = report.provider_kind.value
+        host.parent_id = report.parent_id
+        host.state = report.state.value
+        host.hv_type = report.hypervisor.hv_type if report.hypervisor else None
+        host.hypervisor_version = report.hypervisor.version if report.hypervisor else None
+        host.arch = report.cpu.arch if report.cpu else None
+        host.cpu_model = report.cpu.model if report.cpu else None
+        host.collector_name = report.collector.name
+        host.collector_version = report.collector.version
+        host.schema_version = report.schema_version
+        host.collected_at = report.collected_at
+        host.last_run_id = run_id
+        host.report = report.model_dump(mode="json")
+
+    @staticmethod
+    def _add_children(
+        session: Session,
+        host: models.Host,
+        report: HostReport,
+        core_anomalies: list[AnomalyModel],
+        run_id: int,
+        now: datetime,
+    ) -> None:
+        rows: list[Any] = []
+        for inv in report.inventories:
+            rows.append(
+                models.Inventory(
+                    host_pk=host.id, resource_class=inv.resource_class, total=inv.total,
+                    reserved=inv.reserved, min_unit=inv.min_unit, max_unit=inv.max_unit,
+                    step_size=inv.step_size, allocation_ratio=inv.allocation_ratio,
+                    used=inv.used, capacity=inv.capacity, free=inv.free,
+                )
+            )  # fmt: skip
+        rows += [models.HostTrait(host_pk=host.id, trait=t) for t in report.traits]
+        for si in report.supported_instances:
+            rows.append(
+                models.SupportedInstance(
+                    host_pk=host.id, arch=si.arch, hv_type=si.hv_type, vm_mode=si.vm_mode,
+                    max_vcpus=si.max_vcpus,
+                    details={"machine_types": si.machine_types, "firmware": si.firmware,
+                             **si.details},
+                )
+            )  # fmt: skip
+        for cell in report.numa_cells:
+            rows.append(
+                models.NumaCell(
+                    host_pk=host.id, cell_id=cell.cell_id, cpu_count=len(cell.cpus),
+                    memory_bytes=cell.memory_bytes, free_memory_bytes=cell.free_memory_bytes,
+                    huge_pages={str(p.page_size_bytes): {"total": p.total, "free": p.free}
+                                for p in cell.huge_pages},
+                )
+            )  # fmt: skip
+        for source, anomalies in (("collector", report.anomalies), ("core", core_anomalies)):
+            for a in anomalies:
+                rows.append(
+                    models.Anomaly(
+                        host_pk=host.id, run_id=run_id, code=a.code, field=a.field,
+                        message=a.message, raw_value=a.raw_value, source=source, detected_at=now,
+                    )
+                )  # fmt: skip
+        session.add_all(rows)
+
+    def _log_inventory_changes(
+        self,
+        session: Session,
+        run: models.CollectionRun,
+        target_name: str,
+        report: HostReport,
+        old: dict[str, models.Inventory],
+        now: datetime,
+    ) -> None:
+        if not old:
+            return
+        new = {inv.resource_class: inv for inv in report.inventories}
+        for rc in sorted(set(old) | set(new)):
+            before, after = old.get(rc), new.get(rc)
+            for name in _LOGGED_FIELDS:
+                was = getattr(before, name) if before is not None else None
+                now_value = getattr(after, name) if after is not None else None
+                if was != now_value:
+                    self._log_change(
+                        session, run, target_name, report.identity.host_id, rc, name, was,
+                        now_value, now,
+                    )  # fmt: skip
+
+    @staticmethod
+    def _log_change(
+        session: Session,
+        run: models.CollectionRun,
+        target_name: str,
+        host_id: str,
+        resource_class: str,
+        field: str,
+        old: float | None,
+        new: float | None,
+        now: datetime,
+    ) -> None:
+        session.add(
+            models.CapacityChange(
+                run_id=run.id, target_name=target_name, host_id=host_id,
+                resource_class=resource_class, field=field, old_value=old, new_value=new,
+                changed_at=now,
+            )
+        )  # fmt: skip
+
+    # -- reads used by the CLI -------------------------------------------------------------
+
+    def targets(self) -> list[models.Target]:
+        with self.session() as session:
+            return list(session.scalars(select(models.Target).order_by(models.Target.name)))
+
+    def host_count(self, target_name: str | None = None) -> int:
+        with self.session() as session:
+            query = select(models.Host.id)
+            if target_name is not None:
+                query = query.join(models.Target).where(models.Target.name == target_name)
+            return len(session.scalars(query).all())
+
+    def runs(self, target_name: str) -> list[models.CollectionRun]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(models.CollectionRun)
+                    .join(models.Target)
+                    .where(models.Target.name == target_name)
+                    .order_by(models.CollectionRun.id)
+                )
+            )
+
+    def reports(self, target_name: str | None = None) -> list[HostReport]:
+        with self.session() as session:
+            query = select(models.Host.report).order_by(models.Host.id)
+            if target_name is not None:
+                query = query.join(models.Target).where(models.Target.name == target_name)
+            return [HostReport.model_validate(r) for r in session.scalars(query)]
