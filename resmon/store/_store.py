@@ -227,7 +227,10 @@ class Store:
                 session.delete(gone)
         for report in outcome.reports:
             old = existing.get(report.identity.host_id)
-            old_inventories = {i.resource_class: i for i in old.inventories} if old else {}
+            old_inventories = {
+                i.resource_class: {name: getattr(i, name) for name in _LOGGED_FIELDS}
+                for i in (old.inventories if old else [])
+            }
             if old is not None:
                 for child in (models.Inventory, models.HostTrait, models.SupportedInstance,
                               models.NumaCell, models.Anomaly):  # fmt: skip
@@ -319,7 +322,7 @@ class Store:
         run: models.CollectionRun,
         target_name: str,
         report: HostReport,
-        old: dict[str, models.Inventory],
+        old: dict[str, dict[str, float]],
         now: datetime,
     ) -> None:
         if not old:
@@ -328,7 +331,7 @@ class Store:
         for rc in sorted(set(old) | set(new)):
             before, after = old.get(rc), new.get(rc)
             for name in _LOGGED_FIELDS:
-                was = getattr(before, name) if before is not None else None
+                was = before[name] if before is not None else None
                 now_value = getattr(after, name) if after is not None else None
                 if was != now_value:
                     self._log_change(

@@ -1,0 +1,385 @@
+"""The ``resmon`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from resmon import __version__
+from resmon.config import (
+    ADHOC_COLLECTORS,
+    ConfigError,
+    ResmonConfig,
+    TargetConfig,
+    describe_validation_error,
+    load_config,
+)
+from resmon.contract import CollectorError, HostReport, ProviderKind
+from resmon.registry import CollectorNotFound, available_collectors, load_collector
+from resmon.runner import CollectionOutcome, collect_target
+from resmon.store import Store, StoreError
+
+__all__ = ["main"]
+
+log = logging.getLogger("resmon")
+
+#: With no configuration at all, resmon reads libvirt's built-in test driver into ./resmon.db.
+DEFAULT_TARGET = TargetConfig(name="local-test", collector="libvirt", url="test:///default")
+SCHEMA_FILE = "host-report-v1.json"
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, help="TOML configuration file")
+    parser.add_argument("--database", help="database URL (overrides the configuration)")
+
+
+def _add_adhoc_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("ad-hoc target (instead of --config)")
+    group.add_argument("--libvirt", metavar="URI", help="a libvirt URI, e.g. qemu:///system")
+    group.add_argument(
+        "--vcenter", metavar="URL", help="a vCenter or ESXi SDK URL, e.g. https://user@vc/sdk"
+    )
+    group.add_argument(
+        "--hyperv", metavar="URL", help="a WinRM URL, e.g. https://user@host:5986/wsman"
+    )
+    group.add_argument(
+        "--target", metavar="COLLECTOR=URL", action="append", default=[],
+        help="any installed collector; repeatable",
+    )  # fmt: skip
+    group.add_argument(
+        "--password-env", metavar="VAR", help="environment variable with the password"
+    )
+    group.add_argument("--password-file", metavar="FILE", type=Path, help="file with the password")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    group.add_argument("--ca-bundle", type=Path, help="CA bundle to verify the target's TLS")
+    group.add_argument(
+        "--insecure", action="store_true", help="do not verify TLS certificates (logged)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resmon",
+        description="Collect what every hypervisor has and can run, in one schema.",
+    )
+    parser.add_argument("--version", action="version", version=f"resmon {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning or error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    collect = sub.add_parser("collect", help="collect targets now and print the reports")
+    collect.add_argument("--once", action="store_true", help="collect one round (the default)")
+    _add_config_arguments(collect)
+    _add_adhoc_arguments(collect)
+    collect.add_argument("--format", choices=("json", "table"), default="table")
+    collect.add_argument(
+        "--dump-native", metavar="DIR", type=Path, help="also save the raw native data read"
+    )
+    collect.add_argument(
+        "--store", action="store_true", help="also write the reports to the database"
+    )
+
+    run = sub.add_parser("run", help="collect periodically into the database and serve the API")
+    _add_config_arguments(run)
+    run.add_argument("--once", action="store_true", help="one round, then exit (no server)")
+    run.add_argument("--no-serve", action="store_true", help="do not serve the API and /metrics")
+
+    serve = sub.add_parser("serve", help="serve the API and /metrics only (a read replica)")
+    _add_config_arguments(serve)
+    serve.add_argument("--listen", help="HOST:PORT (overrides the configuration)")
+
+    targets = sub.add_parser("targets", help="list targets with their last collection status")
+    _add_config_arguments(targets)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply the migrations")
+    _add_config_arguments(upgrade)
+
+    schema = sub.add_parser("schema", help="the report schema")
+    schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
+    export = schema_sub.add_parser("export", help="write the JSON Schema (and OpenAPI) files")
+    export.add_argument("--output", type=Path, default=Path("schema"), help="directory")
+
+    normalise = sub.add_parser(
+        "normalise", help="normalise saved native data (what to attach to a bug report)"
+    )
+    norm_sub = normalise.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
+    for name in available_collectors():
+        try:
+            cls = load_collector(name)
+        except Exception:  # a broken plugin must not break --help
+            continue
+        if not cls.offline_inputs:
+            continue
+        p = norm_sub.add_parser(name, help=f"normalise saved {name} data")
+        for item in cls.offline_inputs:
+            p.add_argument(
+                item.flag, dest=f"input_{item.key}", type=Path, required=item.required,
+                action="append" if item.multiple else "store", help=item.help,
+            )  # fmt: skip
+        p.add_argument("--target-name", default="offline", help="target label in the reports")
+    return parser
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, *, allow_default: bool = True) -> ResmonConfig:
+    if getattr(args, "config", None):
+        config = load_config(args.config)
+    else:
+        config = ResmonConfig(targets=[DEFAULT_TARGET] if allow_default else [])
+    if getattr(args, "database", None):
+        config.resmon.database_url = args.database
+    return config
+
+
+def _adhoc_targets(args: argparse.Namespace) -> list[TargetConfig]:
+    pairs: list[tuple[str, str]] = []
+    for flag, collector in ADHOC_COLLECTORS.items():
+        value = getattr(args, flag, None)
+        if value:
+            pairs.append((collector, value))
+    for spec in args.target:
+        collector, sep, url = spec.partition("=")
+        if not sep or not collector or not url:
+            raise ConfigError(f"--target {spec!r}: expected COLLECTOR=URL")
+        pairs.append((collector, url))
+    targets = []
+    for i, (collector, url) in enumerate(pairs):
+        fields = {
+            "name": f"{collector}-{i + 1}" if len(pairs) > 1 else collector,
+            "collector": collector,
+            "url": url,
+            "timeout_s": args.timeout,
+            "interval_s": max(args.timeout, 60.0),
+            "password_env": args.password_env,
+            "password_file": args.password_file,
+            "verify_tls": not args.insecure,
+            "ca_bundle": args.ca_bundle,
+        }
+        try:
+            targets.append(TargetConfig.model_validate(fields))
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error("command line", exc)) from None
+    return targets
+
+
+def _open_store(config: ResmonConfig) -> Store:
+    store = Store(config.resmon.database_url)
+    store.upgrade()
+    return store
+
+
+def _table(reports: Sequence[HostReport]) -> str:
+    header = ("TARGET", "HOST", "KIND", "STATE", "HV", "ARCH", "VCPU", "MEMORY_MB", "DISK_GB",
+              "INSTANCES")  # fmt: skip
+    rows = [header]
+    for r in reports:
+
+        def inv(rc: str, report: HostReport = r) -> str:
+            item = report.inventory(rc)
+            return f"{item.used}/{item.capacity}" if item else "-"
+
+        rows.append((
+            r.identity.target, r.identity.hostname or r.identity.host_id,
+            r.provider_kind.value, r.state.value,
+            r.hypervisor.hv_type if r.hypervisor else "-", r.cpu.arch if r.cpu else "-",
+            inv("VCPU"), inv("MEMORY_MB"), inv("DISK_GB"),
+            ",".join(si.key for si in r.supported_instances) or "-",
+        ))  # fmt: skip
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _print_failures(outcomes: Sequence[CollectionOutcome]) -> int:
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        print(f"resmon: target {o.target} ({o.collector}) failed: {o.error_kind}: "
+              f"{o.error_message}", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    adhoc = _adhoc_targets(args)
+    if adhoc and args.config:
+        raise ConfigError("give either --config or an ad-hoc target, not both")
+    config = _load(args)
+    if adhoc:
+        config = ResmonConfig(resmon=config.resmon, targets=adhoc)
+    if args.dump_native:
+        args.dump_native.mkdir(parents=True, exist_ok=True)
+    outcomes: list[CollectionOutcome] = []
+    for target_config in config.targets:
+        dump_dir = args.dump_native / target_config.name if args.dump_native else None
+        if dump_dir:
+            dump_dir.mkdir(parents=True, exist_ok=True)
+        collector_cls = load_collector(target_config.collector)
+        outcome, instance = collect_target(
+            collector_cls, target_config.resolve(dump_native_dir=dump_dir)
+        )
+        if instance is not None:
+            instance.close()
+        outcomes.append(outcome)
+    if args.store:
+        store = _open_store(config)
+        for target_config, outcome in zip(config.targets, outcomes, strict=True):
+            store.record(target_config.spec(), outcome)
+        store.close()
+    reports = [r for o in outcomes for r in o.reports]
+    if args.format == "json":
+        print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
+    else:
+        print(_table(reports))
+    return _print_failures(outcomes)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from resmon.daemon import Daemon
+
+    config = _load(args)
+    store = _open_store(config)
+    daemon = Daemon(config, store)
+    if args.once:
+        outcomes = daemon.run(once=True)
+        daemon.shutdown()
+        for o in outcomes:
+            status = "ok" if o.ok else f"FAILED {o.error_kind}: {o.error_message}"
+            hosts = sum(1 for r in o.reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+            print(f"{o.target}: {status} ({len(o.reports)} providers, {hosts} compute hosts, "
+                  f"{o.duration_s:.3f}s) -> {config.resmon.database_url}")  # fmt: skip
+        return _print_failures(outcomes) if any(not o.ok for o in outcomes) else 0
+    daemon.install_signal_handlers()
+    if not args.no_serve:
+        daemon.start_server()
+    try:
+        daemon.run()
+    finally:
+        daemon.stop_server()
+        store.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from exporters.api import create_app
+
+    config = _load(args, allow_default=False)
+    if args.listen:
+        config.resmon.listen = args.listen
+    address = config.resmon.listen_address()
+    if address is None:
+        raise ConfigError("resmon.listen is empty: nothing to serve")
+    store = Store(config.resmon.database_url)
+    app = create_app(
+        store, api_tokens=config.resmon.api_tokens(), stale_after_s=config.resmon.stale_after_s
+    )
+    uvicorn.run(app, host=address[0], port=address[1], log_level="info")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = _open_store(config)
+    store.sync_targets([t.spec() for t in config.targets])
+    rows = [("TARGET", "COLLECTOR", "STATUS", "LAST SUCCESS", "HOSTS", "ERROR")]
+    for t in store.targets():
+        rows.append((
+            t.name, t.collector, t.last_status,
+            t.last_success_at.isoformat(timespec="seconds") if t.last_success_at else "-",
+            str(store.host_count(t.name)),
+            f"{t.last_error_kind}: {t.last_error_message}" if t.last_error_kind else "",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    store.close()
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    config = _load(args)
+    store = _open_store(config)
+    store.close()
+    print(f"database {config.resmon.database_url} is at the latest schema")
+    return 0
+
+
+def host_report_json_schema() -> str:
+    return json.dumps(HostReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    args.output.mkdir(parents=True, exist_ok=True)
+    path = args.output / SCHEMA_FILE
+    path.write_text(host_report_json_schema())
+    print(f"wrote {path}")
+    try:
+        from exporters.api import openapi_document
+    except ImportError:
+        return 0
+    api_path = args.output / "openapi.json"
+    api_path.write_text(openapi_document())
+    print(f"wrote {api_path}")
+    return 0
+
+
+def cmd_normalise(args: argparse.Namespace) -> int:
+    cls = load_collector(args.collector)
+    inputs: dict[str, list[Path]] = {}
+    for item in cls.offline_inputs:
+        value = getattr(args, f"input_{item.key}")
+        if value:
+            inputs[item.key] = value if isinstance(value, list) else [value]
+    for paths in inputs.values():
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError(f"{path}: no such file")
+    reports = cls.normalise_offline(inputs, target=args.target_name)
+    print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
+    return 0
+
+
+COMMANDS = {
+    "collect": cmd_collect,
+    "run": cmd_run,
+    "serve": cmd_serve,
+    "targets": cmd_targets,
+    "db": cmd_db,
+    "schema": cmd_schema,
+    "normalise": cmd_normalise,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (args.log_level or "warning").upper()
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, CollectorNotFound, StoreError) as exc:
+        print(f"resmon: {exc}", file=sys.stderr)
+        return 2
+    except CollectorError as exc:
+        print(f"resmon: {exc.kind}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The TOML configuration file.
+
+Credentials are only ever given by reference (``password_env`` / ``password_file``); an inline
+``password`` is refused. A bad file gets an error naming the file, the field and what is wrong.
+
+Example::
+
+    [resmon]
+    database_url = "sqlite:///var/lib/resmon/resmon.db"
+    listen = "127.0.0.1:9180"          # API and /metrics; "" serves nothing
+    api_tokens_env = ["RESMON_API_TOKEN"]
+
+    [[targets]]
+    name = "kvm-01"
+    collector = "libvirt"
+    url = "qemu+ssh://root@kvm-01.example/system"
+    interval_s = 60
+    timeout_s = 30
+
+    [[targets]]
+    name = "vc-prod"
+    collector = "vmware"
+    url = "https://vcenter.example/sdk"
+    username = "resmon@vsphere.local"
+    password_env = "RESMON_VCENTER_PASSWORD"
+    ca_bundle = "/etc/resmon/vcenter-ca.pem"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from resmon.contract import Target
+from resmon.store import DEFAULT_URL, TargetSpec
+
+__all__ = [
+    "ConfigError",
+    "DaemonSettings",
+    "ResmonConfig",
+    "TargetConfig",
+    "load_config",
+    "split_userinfo",
+]
+
+#: Command-line flags for ad-hoc targets → collector entry-point names.
+ADHOC_COLLECTORS = {"libvirt": "libvirt", "vcenter": "vmware", "hyperv": "hyperv"}
+
+
+class ConfigError(Exception):
+    """The configuration (file or command line) is wrong; the message says where and how."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetConfig(_Strict):
+    """One ``[[targets]]`` entry."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+    collector: Annotated[str, Field(min_length=1, max_length=64)]
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "password" in data:
+            raise ValueError(
+                "inline 'password' is not accepted: give password_env (an environment variable "
+                "name) or password_file (a path) instead"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> TargetConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.timeout_s > self.interval_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) must not exceed interval_s ({self.interval_s})"
+            )
+        return self
+
+    def spec(self) -> TargetSpec:
+        return TargetSpec(
+            name=self.name, collector=self.collector, url=self.url, interval_s=self.interval_s
+        )
+
+    def resolve(self, *, dump_native_dir: Path | None = None) -> Target:
+        """The contract's Target, with the secret read from its reference."""
+        url, user_in_url = split_userinfo(self.url)
+        return Target(
+            name=self.name,
+            collector=self.collector,
+            url=url,
+            username=self.username or user_in_url,
+            password=self._password(),
+            timeout_s=self.timeout_s,
+            verify_tls=self.verify_tls,
+            ca_bundle=self.ca_bundle,
+            options=dict(self.options),
+            dump_native_dir=dump_native_dir,
+        )
+
+    def _password(self) -> SecretStr | None:
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"target {self.name!r}: environment variable {self.password_env!r} "
+                    "(password_env) is not set"
+                )
+            return SecretStr(value)
+        if self.password_file:
+            try:
+                return SecretStr(self.password_file.read_text().rstrip("\r\n"))
+            except OSError as exc:
+                raise ConfigError(
+                    f"target {self.name!r}: password_file {str(self.password_file)!r} cannot be "
+                    f"read: {exc.strerror}"
+                ) from None
+        return None
+
+
+class DaemonSettings(_Strict):
+    """The ``[resmon]`` table."""
+
+    database_url: str = DEFAULT_URL
+    listen: str = "127.0.0.1:9180"
+    log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
+    max_workers: Annotated[int, Field(ge=1, le=256)] = 8
+    stale_after_s: Annotated[float | None, Field(gt=0)] = None
+    api_tokens_env: list[str] = Field(default_factory=list)
+    api_tokens_file: Path | None = None
+
+    def listen_address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"resmon.listen: {self.listen!r} is not HOST:PORT")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def api_tokens(self) -> list[str]:
+        tokens: list[str] = []
+        for name in self.api_tokens_env:
+            value = os.environ.get(name)
+            if not value:
+                raise ConfigError(
+                    f"resmon.api_tokens_env: environment variable {name!r} is not set"
+                )
+            tokens.append(value)
+        if self.api_tokens_file is not None:
+            try:
+                lines = self.api_tokens_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"resmon.api_tokens_file: {str(self.api_tokens_file)!r}: {exc.strerror}"
+                ) from None
+            tokens += [line.strip() for line in lines if line.strip()]
+        return tokens
+
+
+class ResmonConfig(_Strict):
+    resmon: DaemonSettings = Field(default_factory=DaemonSettings)
+    targets: list[TargetConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ResmonConfig:
+        seen: set[str] = set()
+        for i, target in enumerate(self.targets):
+            if target.name in seen:
+                raise ValueError(f"targets[{i}].name: {target.name!r} is used twice")
+            seen.add(target.name)
+        return self
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """``https://user@host/sdk`` → (``https://host/sdk``, ``user``). A password in the URL is
+    refused: credentials are given by reference only."""
+    parts = urlsplit(url)
+    if not parts.netloc or "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, _password = userinfo.partition(":")
+    if sep:
+        raise ConfigError(
+            f"URL {urlunsplit(parts._replace(netloc=user + ':***@' + hostport))!r} carries a "
+            "password: give it with password_env / password_file (or --password-env / "
+            "--password-file)"
+        )
+    return urlunsplit(parts._replace(netloc=hostport)), unquote(user) or None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def describe_validation_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        where = _location(tuple(err["loc"])) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path) -> ResmonConfig:
+    """Read and validate a TOML file; every problem is reported as a ConfigError."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        config = ResmonConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(str(path), exc)) from None
+    for target in config.targets:
+        try:
+            split_userinfo(target.url)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: targets {target.name!r}: {exc}") from None
+    return config
