@@ -1,0 +1,598 @@
+"""Pure normalisation: an :class:`Inventory` read from vSphere → schema v1 reports.
+
+No network here: the collector, the offline normaliser and the tests all call
+:func:`normalise` on plain property dicts.
+
+Choices a reader of the reports should know:
+
+- Every HostSystem is a ``compute_host``; its id is the hardware UUID (``summary.hardware.uuid``),
+  or its managed-object id when the UUID is missing or shared with another host (then an
+  anomaly says so).
+- A host that is not up (disconnected, notResponding, maintenance, standby) keeps its inventory
+  totals, with ``reserved = total`` so that its capacity is 0 (Placement's way of saying "exists,
+  not schedulable"), ``used = 0`` (vCenter's view of its VMs is stale), and the
+  ``COMPUTE_STATUS_DISABLED`` trait.
+- A ClusterComputeResource is a ``cluster`` provider: totals, reserved and used are the sums over
+  its hosts; ``max_unit`` is the largest single up host (a VM lands on one host).
+- Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
+  with one host); hosts carry no DISK_GB, so disk is never counted twice.
+- Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
+  templates; observed use (``memory.used_bytes``) comes from ``summary.quickStats``.
+- Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
+  with the VM hardware versions the EnvironmentBrowser says the host can run as details.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import os_traits
+
+from resmon.contract import (
+    Anomaly,
+    CollectorInfo,
+    Cpu,
+    HostIdentity,
+    HostReport,
+    HostState,
+    Hypervisor,
+    InstanceAllocation,
+    InvalidNativeData,
+    Inventory,
+    Memory,
+    ProviderKind,
+    RunningInstances,
+    SupportedInstance,
+    units,
+    vocabulary,
+)
+
+from ._native import Inventory as NativeInventory
+from ._native import NativeObject
+
+__all__ = ["Ratios", "host_state", "normalise"]
+
+#: config.product.osType → architecture. ESXi has been 64-bit only since 4.0.
+_OS_TYPE_ARCH = {"vmnix-x86": "x86_64", "vmnix-arm64": "aarch64", "vmnix-aarch64": "aarch64"}
+_CPU_VENDORS = {"cpuid.intel": "Intel", "cpuid.amd": "AMD", "cpuid.hygon": "Hygon"}
+_HOST_CONNECTION_STATES = {
+    "disconnected": HostState.DISCONNECTED,
+    "notResponding": HostState.NOT_RESPONDING,
+}
+_DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
+_CLUSTER_TYPES = ("ClusterComputeResource",)
+_COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """Allocation ratios written into the inventories (operator policy, not hypervisor data)."""
+
+    cpu: float = 4.0
+    ram: float = 1.0
+    disk: float = 1.0
+
+
+class _Props:
+    """Typed access to one object's properties; wrong types raise InvalidNativeData."""
+
+    def __init__(self, obj: NativeObject) -> None:
+        self.obj = obj
+
+    def _bad(self, path: str, value: object, expected: str) -> InvalidNativeData:
+        return InvalidNativeData(
+            f"{self.obj.type} {self.obj.moref}: {path} = {value!r:.80} is not {expected}"
+        )
+
+    def integer(self, path: str, *, limit: int = units.MAX_COUNT) -> int | None:
+        value = self.obj.props.get(path)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise self._bad(path, value, f"an integer in [0, {limit}]")
+        return value
+
+    def text(self, path: str) -> str | None:
+        value = self.obj.props.get(path)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(path, value, "a string")
+        return value
+
+    def flag(self, path: str) -> bool | None:
+        value = self.obj.props.get(path)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self._bad(path, value, "a boolean")
+        return value
+
+    def items(self, path: str) -> list[Any]:
+        value = self.obj.props.get(path)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self._bad(path, value, "a list")
+        return value
+
+    def dicts(self, path: str) -> list[Mapping[str, Any]]:
+        items = self.items(path)
+        for item in items:
+            if not isinstance(item, Mapping):
+                raise self._bad(path, item, "a list of objects")
+        return items
+
+
+def _anomaly(code: str, field: str, message: str, raw: object = None) -> Anomaly:
+    return Anomaly(
+        code=code, field=field, message=message, raw_value=None if raw is None else str(raw)[:1000]
+    )
+
+
+def host_state(props: _Props) -> HostState:
+    """Runtime state: connection first, then standby, then maintenance."""
+    connection = props.text("runtime.connectionState")
+    if connection in _HOST_CONNECTION_STATES:
+        return _HOST_CONNECTION_STATES[connection]
+    if connection not in (None, "connected"):
+        return HostState.UNKNOWN
+    power = props.text("runtime.powerState")
+    if power == "standBy":
+        return HostState.STANDBY
+    if props.flag("runtime.inMaintenanceMode"):
+        return HostState.MAINTENANCE
+    if connection is None or power not in (None, "poweredOn"):
+        return HostState.UNKNOWN
+    return HostState.UP
+
+
+@dataclass
+class _Allocations:
+    instances: list[InstanceAllocation]
+
+    @property
+    def vcpus(self) -> int:
+        return sum(i.vcpus for i in self.instances)
+
+    @property
+    def memory_mib(self) -> int:
+        return units.bytes_to_mib_floor(sum(i.memory_bytes for i in self.instances))
+
+
+def _allocations(inventory: NativeInventory) -> dict[str, _Allocations]:
+    """Powered-on, non-template VMs per host id (managed-object id)."""
+    per_host: dict[str, _Allocations] = defaultdict(lambda: _Allocations([]))
+    for vm in inventory.of_type("VirtualMachine"):
+        props = _Props(vm)
+        host = props.text("runtime.host")
+        if host is None or props.flag("summary.config.template"):
+            continue
+        if props.text("runtime.powerState") != "poweredOn":
+            continue
+        per_host[host].instances.append(
+            InstanceAllocation(
+                instance_id=props.text("summary.config.instanceUuid") or vm.moref,
+                name=props.text("name"),
+                vcpus=props.integer("summary.config.numCpu") or 0,
+                memory_bytes=units.mib_to_bytes(
+                    props.integer("summary.config.memorySizeMB", limit=units.MAX_BYTES // units.MIB)
+                    or 0
+                ),
+                state="running",
+            )
+        )
+    return per_host
+
+
+def _host_ids(hosts: list[NativeObject]) -> tuple[dict[str, str], set[str]]:
+    """Report id per host moref: the hardware UUID unless missing or repeated."""
+    uuids = {h.moref: _Props(h).text("summary.hardware.uuid") for h in hosts}
+    counts = Counter(u for u in uuids.values() if u)
+    repeated = {u for u, n in counts.items() if n > 1}
+    ids = {
+        moref: (uuid if uuid and uuid not in repeated else moref) for moref, uuid in uuids.items()
+    }
+    return ids, repeated
+
+
+def _hardware_versions(
+    inventory: NativeInventory, compute_of_host: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """SupportedInstance details per host moref, from the EnvironmentBrowser descriptors."""
+    details: dict[str, dict[str, str]] = {}
+    members: dict[str, list[str]] = defaultdict(list)
+    for host, compute in compute_of_host.items():
+        members[compute].append(host)
+    for compute, descriptors in inventory.descriptors.items():
+        run: dict[str, list[str]] = defaultdict(list)
+        create: dict[str, list[str]] = defaultdict(list)
+        default: dict[str, str] = {}
+        for d in descriptors:
+            key = d.get("key")
+            if not isinstance(key, str) or not key:
+                raise InvalidNativeData(f"config option descriptor of {compute} has no key: {d!r}")
+            hosts = d.get("host") or members.get(compute, [])
+            if not isinstance(hosts, list):
+                raise InvalidNativeData(f"descriptor {key} of {compute}: host is not a list")
+            for host in hosts:
+                if d.get("runSupported", True):
+                    run[host].append(key)
+                if d.get("createSupported", True):
+                    create[host].append(key)
+                if d.get("defaultConfigOption"):
+                    default[host] = key
+        for host in members.get(compute, []):
+            info = {
+                "vm_hardware_versions": ",".join(sorted(run[host], key=_vmx_order)),
+                "vm_hardware_versions_create": ",".join(sorted(create[host], key=_vmx_order)),
+            }
+            if host in default:
+                info["default_vm_hardware_version"] = default[host]
+            details[host] = {k: v for k, v in info.items() if v}
+    return details
+
+
+def _vmx_order(key: str) -> tuple[int, str]:
+    number = key.removeprefix("vmx-")
+    return (int(number), key) if number.isdigit() else (10**6, key)
+
+
+@dataclass
+class _HostResult:
+    report: HostReport
+    up: bool
+
+
+def _host_report(
+    host: NativeObject,
+    host_id: str,
+    *,
+    target: str,
+    parent_id: str | None,
+    allocations: _Allocations,
+    instance_details: dict[str, str],
+    ratios: Ratios,
+    collected_at: datetime,
+    collector: CollectorInfo,
+    anomalies: list[Anomaly],
+) -> _HostResult:
+    props = _Props(host)
+    state = host_state(props)
+    up = state is HostState.UP
+    if state is HostState.UNKNOWN:
+        anomalies.append(
+            _anomaly(
+                "vmware.host_state_unknown",
+                "state",
+                "connection/power state not understood",
+                f"{props.text('runtime.connectionState')}/{props.text('runtime.powerState')}",
+            )
+        )
+
+    os_type = props.text("config.product.osType")
+    arch = _OS_TYPE_ARCH.get(os_type or "")
+    if arch is None:
+        # Kept as "unknown" (and flagged by the core's vocabulary check) rather than guessed.
+        arch = "unknown"
+        anomalies.append(
+            _anomaly("vmware.arch_unknown", "cpu.arch", "osType gives no architecture", os_type)
+        )
+
+    packages = props.integer("summary.hardware.numCpuPkgs")
+    cores = props.integer("summary.hardware.numCpuCores")
+    threads = props.integer("summary.hardware.numCpuThreads")
+    features = [
+        str(f.get("key", "")).removeprefix("cpuid.")
+        for f in props.dicts("config.featureCapability")
+        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
+    ]
+    vendor = None
+    for f in props.dicts("config.featureCapability"):
+        if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
+            vendor = _CPU_VENDORS[str(f.get("key"))]
+    if threads and cores and threads > cores:
+        features.append("ht")
+    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(features, arch)
+    cpu = Cpu(
+        arch=arch,
+        vendor=vendor,
+        model=props.text("summary.hardware.cpuModel"),
+        sockets=packages,
+        cores_per_socket=cores // packages if cores and packages else None,
+        threads_per_core=threads // cores if threads and cores else None,
+        total_cpus=threads,
+        online_cpus=threads if up else None,
+        cpu_mhz=props.integer("summary.hardware.cpuMhz"),
+        features=sorted(set(features)),
+        traits=cpu_traits,
+    )
+
+    memory_bytes = props.integer("summary.hardware.memorySize", limit=units.MAX_BYTES)
+    memory = None
+    if memory_bytes is not None:
+        used_mib = props.integer("summary.quickStats.overallMemoryUsage") if up else None
+        used = units.mib_to_bytes(used_mib) if used_mib is not None else None
+        memory = Memory(
+            total_bytes=memory_bytes,
+            used_bytes=used,
+            free_bytes=max(memory_bytes - used, 0) if used is not None else None,
+        )
+
+    inventories = []
+    if threads:
+        inventories.append(
+            Inventory(
+                resource_class="VCPU",
+                total=threads,
+                reserved=0 if up else threads,
+                max_unit=threads,
+                allocation_ratio=ratios.cpu,
+                used=allocations.vcpus if up else 0,
+            )
+        )
+    if memory_bytes:
+        memory_mib = units.bytes_to_mib_floor(memory_bytes)
+        inventories.append(
+            Inventory(
+                resource_class="MEMORY_MB",
+                total=memory_mib,
+                reserved=0 if up else memory_mib,
+                max_unit=max(memory_mib, 1),
+                allocation_ratio=ratios.ram,
+                used=allocations.memory_mib if up else 0,
+            )
+        )
+
+    traits = list(cpu_traits)
+    arch_trait = vocabulary.arch_trait(arch)
+    if arch_trait:
+        traits.append(arch_trait)
+    if not up:
+        traits.append(os_traits.COMPUTE_STATUS_DISABLED)
+
+    version = props.text("config.product.version") or ""
+    build = props.text("config.product.build")
+    hypervisor = Hypervisor(
+        hv_type="vmware",
+        product=props.text("config.product.name") or "",
+        version=f"{version} build-{build}" if version and build else version,
+    )
+    report = HostReport(
+        provider_kind=ProviderKind.COMPUTE_HOST,
+        identity=HostIdentity(host_id=host_id, target=target, hostname=props.text("name")),
+        parent_id=parent_id,
+        state=state,
+        hypervisor=hypervisor,
+        cpu=cpu,
+        memory=memory,
+        inventories=inventories,
+        traits=traits,
+        supported_instances=[
+            SupportedInstance(arch=arch, hv_type="vmware", vm_mode="hvm", details=instance_details)
+        ],
+        running_instances=RunningInstances.from_instances(allocations.instances),
+        collected_at=collected_at,
+        collector=collector,
+        anomalies=anomalies,
+    )
+    return _HostResult(report, up)
+
+
+def _sum_inventory(
+    resource_class: str, members: list[_HostResult], ratio: float
+) -> Inventory | None:
+    found = [(m, m.report.inventory(resource_class)) for m in members]
+    invs = [(m, inv) for m, inv in found if inv is not None]
+    if not invs:
+        return None
+    largest_up = max((inv.total for m, inv in invs if m.up), default=1)
+    return Inventory(
+        resource_class=resource_class,
+        total=sum(inv.total for _, inv in invs),
+        reserved=sum(inv.reserved for _, inv in invs),
+        max_unit=max(largest_up, 1),
+        allocation_ratio=ratio,
+        used=sum(inv.used for _, inv in invs),
+    )
+
+
+def _cluster_state(members: list[_HostResult]) -> HostState:
+    if not members or any(m.up for m in members):
+        return HostState.UP
+    states = {m.report.state for m in members}
+    return states.pop() if len(states) == 1 else HostState.UNKNOWN
+
+
+def _cluster_report(
+    cluster: NativeObject,
+    members: list[_HostResult],
+    *,
+    target: str,
+    ratios: Ratios,
+    collected_at: datetime,
+    collector: CollectorInfo,
+) -> HostReport:
+    inventories = [
+        inv
+        for inv in (
+            _sum_inventory("VCPU", members, ratios.cpu),
+            _sum_inventory("MEMORY_MB", members, ratios.ram),
+        )
+        if inv is not None
+    ]
+    totals = [m.report.memory for m in members if m.report.memory is not None]
+    used = [m.used_bytes for m in totals if m.used_bytes is not None]
+    memory = None
+    if totals:
+        total = sum(m.total_bytes for m in totals)
+        memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
+    state = _cluster_state(members)
+    return HostReport(
+        provider_kind=ProviderKind.CLUSTER,
+        identity=HostIdentity(
+            host_id=cluster.moref, target=target, hostname=_Props(cluster).text("name")
+        ),
+        state=state,
+        memory=memory,
+        inventories=inventories,
+        traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
+        collected_at=collected_at,
+        collector=collector,
+    )
+
+
+def _datastore_report(
+    datastore: NativeObject,
+    host_ids: Mapping[str, str],
+    listed_by: set[str],
+    *,
+    target: str,
+    ratios: Ratios,
+    collected_at: datetime,
+    collector: CollectorInfo,
+) -> HostReport:
+    props = _Props(datastore)
+    capacity = props.integer("summary.capacity", limit=units.MAX_BYTES) or 0
+    free = props.integer("summary.freeSpace", limit=units.MAX_BYTES) or 0
+    anomalies = []
+    if free > capacity:
+        anomalies.append(
+            _anomaly(
+                "vmware.datastore_free_exceeds_capacity", "inventories", "free > capacity", free
+            )
+        )
+    if props.flag("summary.accessible") is False:
+        state = HostState.DISCONNECTED
+    elif props.text("summary.maintenanceMode") in _DATASTORE_MAINTENANCE:
+        state = HostState.MAINTENANCE
+    else:
+        state = HostState.UP
+    total_gib = units.bytes_to_gib_floor(capacity)
+    # Free is rounded down, so used is rounded up: never promise a partial GiB.
+    used_gib = max(total_gib - units.bytes_to_gib_floor(min(free, capacity)), 0)
+    # Sharers: hosts that list the datastore, plus the datastore's own mount list, minus
+    # mounts marked unmounted. (The simulator fills only one side completely.)
+    mounted = set(listed_by)
+    for mount in props.dicts("host"):
+        info = mount.get("mountInfo") or {}
+        if not isinstance(info, Mapping):
+            raise InvalidNativeData(f"Datastore {datastore.moref}: host mountInfo is not an object")
+        if info.get("mounted", True) is False:
+            mounted.discard(str(mount.get("key")))
+        else:
+            mounted.add(str(mount.get("key")))
+    sharers = [host_ids[moref] for moref in mounted if moref in host_ids]
+    traits = [os_traits.MISC_SHARES_VIA_AGGREGATE]
+    ds_type = props.text("summary.type")
+    if ds_type:
+        custom = "".join(c if c.isalnum() else "_" for c in ds_type.upper())
+        traits.append(f"CUSTOM_VMWARE_DATASTORE_{custom}")
+    if state is not HostState.UP:
+        traits.append(os_traits.COMPUTE_STATUS_DISABLED)
+    return HostReport(
+        provider_kind=ProviderKind.SHARED_STORAGE,
+        identity=HostIdentity(
+            host_id=datastore.moref, target=target, hostname=props.text("summary.name")
+        ),
+        state=state,
+        inventories=[
+            Inventory(
+                resource_class="DISK_GB",
+                total=total_gib,
+                reserved=0 if state is HostState.UP else total_gib,
+                max_unit=max(total_gib, 1),
+                allocation_ratio=ratios.disk,
+                used=used_gib if state is HostState.UP else 0,
+            )
+        ],
+        traits=traits,
+        shared_with=sorted(set(sharers)),
+        collected_at=collected_at,
+        collector=collector,
+        anomalies=anomalies,
+    )
+
+
+def normalise(
+    inventory: NativeInventory,
+    *,
+    target: str,
+    collector: CollectorInfo,
+    collected_at: datetime,
+    ratios: Ratios = Ratios(),
+) -> list[HostReport]:
+    """Reports for every host, cluster and datastore in ``inventory``."""
+    hosts = inventory.of_type("HostSystem")
+    clusters = {c.moref: c for c in inventory.of_type(*_CLUSTER_TYPES)}
+    computes = {c.moref for c in inventory.of_type(*_COMPUTE_TYPES)}
+    host_ids, repeated = _host_ids(hosts)
+    compute_of_host = {
+        h.moref: parent
+        for h in hosts
+        if (parent := _Props(h).text("parent")) is not None and parent in computes
+    }
+    details = _hardware_versions(inventory, compute_of_host)
+    allocations = _allocations(inventory)
+
+    results: dict[str, _HostResult] = {}
+    for host in hosts:
+        anomalies = []
+        uuid = _Props(host).text("summary.hardware.uuid")
+        if uuid in repeated:
+            anomalies.append(
+                _anomaly(
+                    "vmware.duplicate_hardware_uuid",
+                    "identity.host_id",
+                    "hardware UUID shared by several hosts; the managed-object id is used",
+                    uuid,
+                )
+            )
+        parent = compute_of_host.get(host.moref)
+        results[host.moref] = _host_report(
+            host,
+            host_ids[host.moref],
+            target=target,
+            parent_id=parent if parent in clusters else None,
+            allocations=allocations.get(host.moref, _Allocations([])),
+            instance_details=details.get(host.moref, {}),
+            ratios=ratios,
+            collected_at=collected_at,
+            collector=collector,
+            anomalies=anomalies,
+        )
+
+    reports = [r.report for r in results.values()]
+    for moref, cluster in clusters.items():
+        members = [results[h] for h, c in compute_of_host.items() if c == moref]
+        reports.append(
+            _cluster_report(
+                cluster,
+                members,
+                target=target,
+                ratios=ratios,
+                collected_at=collected_at,
+                collector=collector,
+            )
+        )
+    listed_by: dict[str, set[str]] = defaultdict(set)
+    for host in hosts:
+        for ds in _Props(host).items("datastore"):
+            listed_by[str(ds)].add(host.moref)
+    for datastore in inventory.of_type("Datastore"):
+        reports.append(
+            _datastore_report(
+                datastore,
+                host_ids,
+                listed_by[datastore.moref],
+                target=target,
+                ratios=ratios,
+                collected_at=collected_at,
+                collector=collector,
+            )
+        )
+    return reports

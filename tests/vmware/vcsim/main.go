@@ -1,0 +1,155 @@
+// Command vcsim serves a simulated vCenter (VPX) or ESXi (ESX) inventory on loopback for the
+// vmware collector's tests and benchmark. It is built from Debian's
+// golang-github-vmware-govmomi-dev in GOPATH mode and prints its SDK URL on stdout.
+//
+// Besides the vSphere API it serves one test hook, POST /resmon/host-state, because the
+// simulator (govmomi 0.24) has no API call that makes a host notResponding or standby.
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+func main() {
+	esx := flag.Bool("esx", false, "simulate a standalone ESXi host instead of a vCenter")
+	dc := flag.Int("dc", 1, "datacenters (VPX)")
+	cluster := flag.Int("cluster", 1, "clusters per datacenter (VPX)")
+	host := flag.Int("host", 3, "hosts per cluster (VPX)")
+	standalone := flag.Int("standalone-host", 1, "standalone hosts per datacenter (VPX)")
+	vm := flag.Int("vm", 2, "virtual machines per resource pool")
+	ds := flag.Int("ds", 1, "datastores mounted on every host")
+	useTLS := flag.Bool("tls", true, "serve HTTPS with a fresh self-signed certificate")
+	listen := flag.String("listen", "127.0.0.1:0", "listen address")
+	username := flag.String("username", "", "the only accepted user name (default: any)")
+	password := flag.String("password", "", "the only accepted password (default: any)")
+	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this file")
+	flag.Parse()
+
+	model := simulator.VPX()
+	if *esx {
+		model = simulator.ESX()
+	} else {
+		model.Datacenter = *dc
+		model.Cluster = *cluster
+		model.ClusterHost = *host
+		model.Host = *standalone
+		model.Portgroup = 0
+	}
+	model.Machine = *vm
+	model.Datastore = *ds
+	defer model.Remove()
+	if err := model.Create(); err != nil {
+		log.Fatalf("create model: %v", err)
+	}
+
+	model.Service.Listen = &url.URL{Host: *listen}
+	if *username != "" {
+		model.Service.Listen.User = url.UserPassword(*username, *password)
+	}
+	if *useTLS {
+		cert, err := selfSigned()
+		if err != nil {
+			log.Fatalf("certificate: %v", err)
+		}
+		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	if model.Service.ServeMux == nil {
+		model.Service.ServeMux = http.NewServeMux()
+	}
+	model.Service.ServeMux.HandleFunc("/resmon/host-state", hostState)
+	server := model.Service.NewServer()
+	defer server.Close()
+
+	if *useTLS && *certOut != "" {
+		block := &pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw}
+		if err := os.WriteFile(*certOut, pem.EncodeToMemory(block), 0o644); err != nil {
+			log.Fatalf("write certificate: %v", err)
+		}
+	}
+
+	u := *server.URL
+	u.User = nil
+	fmt.Println(u.String())
+	os.Stdout.Sync()
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	<-stop
+}
+
+// hostState sets runtime.connectionState and/or runtime.powerState of the host named by the
+// form value "host" (e.g. connection=notResponding, power=standBy).
+func hostState(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	name := r.FormValue("host")
+	for _, entity := range simulator.Map.All("HostSystem") {
+		h, ok := entity.(*simulator.HostSystem)
+		if !ok || h.Name != name {
+			continue
+		}
+		simulator.Map.WithLock(h, func() { setState(&h.HostSystem, r) })
+		fmt.Fprintf(w, "%s\n", h.Reference().Value)
+		return
+	}
+	http.Error(w, "no host named "+name, http.StatusNotFound)
+}
+
+func setState(h *mo.HostSystem, r *http.Request) {
+	if c := r.FormValue("connection"); c != "" {
+		h.Runtime.ConnectionState = types.HostSystemConnectionState(c)
+	}
+	if p := r.FormValue("power"); p != "" {
+		h.Runtime.PowerState = types.HostSystemPowerState(p)
+	}
+}
+
+// selfSigned makes a P-256 certificate for 127.0.0.1, ::1 and localhost that is its own CA, so
+// clients can trust it through a CA bundle. (The simulator's built-in certificate is RSA-1024,
+// which current OpenSSL refuses as too weak.)
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "vcsim"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
