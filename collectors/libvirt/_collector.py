@@ -1,0 +1,455 @@
+"""The libvirt collector: one libvirt connection (URI) → one compute host (+ shared pools).
+
+Per connection, capabilities and domain capabilities are read once and normalised once (they
+only change when libvirtd restarts, which drops the connection). Each ``collect()`` then makes
+the cheap calls only: node info, online CPUs, free memory and pages, active guests, active
+storage pools.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+import libvirt
+from pydantic import ValidationError
+
+from resmon.contract import (
+    Anomaly,
+    Capability,
+    Collector,
+    CollectorInfo,
+    HostReport,
+    InstanceAllocation,
+    InvalidNativeData,
+    OfflineInput,
+    Target,
+    TargetTimeout,
+    TargetUnreachable,
+    UnsupportedTarget,
+    units,
+)
+
+from ._build import (
+    LibvirtOptions,
+    LiveFacts,
+    NodeInfo,
+    PoolFacts,
+    StaticHost,
+    build_reports,
+    normalise_static,
+    version_string,
+)
+from ._connection import call_with_deadline, ensure_event_loop, open_connection
+from ._errors import error_class, map_libvirt_errors
+from ._parse import (
+    DomainCaps,
+    HostCaps,
+    parse_capabilities,
+    parse_domain_capabilities,
+    parse_pool_type,
+)
+
+__all__ = ["LibvirtCollector"]
+
+T = TypeVar("T")
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+_DOMAIN_STATES = {
+    0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
+    6: "crashed", 7: "pmsuspended",
+}  # fmt: skip
+
+
+def _quiet_libvirt(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr by default; ours are raised and logged instead."""
+
+
+libvirt.registerErrorHandler(_quiet_libvirt, None)
+
+
+class _ConnectionFacts:
+    """What is read once per connection: the static host part and the driver's identity."""
+
+    def __init__(
+        self,
+        static: StaticHost,
+        driver_type: str,
+        hv_version: str,
+        lib_version: str,
+        hostname: str | None,
+    ) -> None:
+        self.static = static
+        self.driver_type = driver_type
+        self.hv_version = hv_version
+        self.lib_version = lib_version
+        self.hostname = hostname
+        #: pool UUID → pool type (a pool's type never changes).
+        self.pool_types: dict[str, str] = {}
+
+
+class LibvirtCollector(Collector):
+    """Reads one libvirt URI (``qemu:///system``, ``qemu+ssh://host/system``, ``test:///default``).
+
+    Options (all optional): ``cpu_allocation_ratio`` (4.0), ``ram_allocation_ratio`` (1.0),
+    ``disk_allocation_ratio`` (1.0), ``reserved_host_cpus`` (0), ``reserved_host_memory_mb``
+    (512), ``reserved_host_disk_gb`` (0), ``read_only`` (false; a read-only connection gets no
+    domain capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s`` (5),
+    ``keepalive_count`` (3).
+    """
+
+    name = "libvirt"
+    version = "0.1.0"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.NUMA,
+            Capability.HUGE_PAGES,
+            Capability.CPU_FEATURES,
+            Capability.SUPPORTED_INSTANCES,
+            Capability.RUNNING_INSTANCES,
+            Capability.STORAGE_POOLS,
+            Capability.OBSERVED_USAGE,
+        }
+    )
+    offline_inputs = (
+        OfflineInput(
+            flag="--capabilities",
+            key="capabilities",
+            required=True,
+            help="output of `virsh capabilities` (virConnectGetCapabilities) saved to a file",
+        ),
+        OfflineInput(
+            flag="--domcapabilities",
+            key="domcapabilities",
+            multiple=True,
+            help="output of `virsh domcapabilities [--arch A --virttype T]` saved to a file; "
+            "repeat for each arch and domain type",
+        ),
+    )
+
+    def __init__(self, target: Target, options: LibvirtOptions, logger: Logger) -> None:
+        self.target = target
+        self.options = options
+        self.log = logger
+        self._info = CollectorInfo(name=self.name, version=self.version)
+        self._conn: Any = None
+        self._facts: _ConnectionFacts | None = None
+
+    @classmethod
+    def from_target(cls, target: Target, *, logger: Logger) -> Self:
+        try:
+            options = LibvirtOptions.model_validate(dict(target.options))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"option {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise UnsupportedTarget(problems, target=target.name) from None
+        if "://" not in target.url:
+            raise UnsupportedTarget(
+                f"{target.url!r} is not a libvirt URI (driver[+transport]://[host]/path)",
+                target=target.name,
+            )
+        return cls(target, options, logger)
+
+    # -- the collection cycle -------------------------------------------------------------------
+
+    def collect(self) -> list[HostReport]:
+        try:
+            if self._conn is None:
+                self._connect()
+            if self._facts is None:
+                self._facts = self._read_connection_facts()
+            facts = self._facts
+            live = self._deadline(lambda: self._read_live(facts), "reading the host")
+        except (TargetUnreachable, TargetTimeout):
+            self._drop_connection()
+            raise
+        return build_reports(
+            facts.static,
+            live,
+            target=self.target.name,
+            options=self.options,
+            collected_at=datetime.now(UTC),
+            collector=self._info,
+        )
+
+    def close(self) -> None:
+        conn, self._conn, self._facts = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                self.log.debug("closing the libvirt connection failed", exc_info=True)
+
+    # -- connection handling --------------------------------------------------------------------
+
+    def _deadline(
+        self, fn: Callable[[], T], what: str, on_abandon: Callable[[T], object] | None = None
+    ) -> T:
+        def guarded() -> T:
+            with map_libvirt_errors(what, target=self.target.name):
+                return fn()
+
+        return call_with_deadline(
+            guarded,
+            timeout_s=self.target.timeout_s,
+            what=what,
+            target=self.target.name,
+            on_abandon=on_abandon,
+        )
+
+    def _connect(self) -> None:
+        ensure_event_loop()
+        target, options = self.target, self.options
+        self._conn = self._deadline(
+            lambda: open_connection(
+                target.url,
+                username=target.username,
+                password=target.password,
+                read_only=options.read_only,
+            ),
+            f"connecting to {target.url}",
+            on_abandon=_close_quietly,
+        )
+        try:
+            self._conn.setKeepAlive(options.keepalive_interval_s, options.keepalive_count)
+        except libvirt.libvirtError:
+            # Local drivers (test://, and qemu:/// without a daemon in between) have no
+            # keepalive; the call deadline still applies.
+            self.log.debug("keepalive not available on %s", target.url)
+
+    def _drop_connection(self) -> None:
+        """Forget a connection that failed or hung; close it without waiting for it."""
+        conn, self._conn, self._facts = self._conn, None, None
+        if conn is not None:
+            threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
+
+    # -- once per connection --------------------------------------------------------------------
+
+    def _read_connection_facts(self) -> _ConnectionFacts:
+        conn = self._conn
+
+        def identity() -> tuple[str, str, str, str | None, str]:
+            hostname: str | None
+            try:
+                hostname = conn.getHostname()
+            except libvirt.libvirtError:
+                hostname = None
+            return (
+                conn.getType(),
+                version_string(conn.getVersion()),
+                version_string(conn.getLibVersion()),
+                hostname,
+                conn.getCapabilities(),
+            )
+
+        driver_type, hv_version, lib_version, hostname, caps_xml = self._deadline(
+            identity, "reading capabilities"
+        )
+        self._dump("capabilities.xml", caps_xml)
+        caps = parse_capabilities(caps_xml, f"{self.target.name}: capabilities")
+        domcaps, anomalies = self._read_domain_capabilities(caps)
+        static = normalise_static(caps, domcaps, source=f"{self.target.name}: capabilities")
+        static.anomalies.extend(anomalies)
+        return _ConnectionFacts(static, driver_type, hv_version, lib_version, hostname)
+
+    def _read_domain_capabilities(self, caps: HostCaps) -> tuple[list[DomainCaps], list[Anomaly]]:
+        if not self.options.domain_capabilities or self.options.read_only:
+            return [], []
+        pairs = list(dict.fromkeys((g.arch, d.domain_type) for g in caps.guests for d in g.domains))
+        found: list[DomainCaps] = []
+        anomalies: list[Anomaly] = []
+        conn = self._conn
+        for arch, dom_type in pairs:
+            what = f"domain capabilities for {arch}/{dom_type}"
+
+            def read(arch: str = arch, dom_type: str = dom_type) -> str:
+                return str(conn.getDomainCapabilities(None, arch, None, dom_type))
+
+            try:
+                xml = call_with_deadline(
+                    read,
+                    timeout_s=self.target.timeout_s,
+                    what=what,
+                    target=self.target.name,
+                )
+            except libvirt.libvirtError as exc:
+                code = exc.get_error_code()
+                if code == libvirt.VIR_ERR_NO_SUPPORT:
+                    self.log.debug("driver has no domain capabilities: %s", exc)
+                    return [], []
+                if error_class(code) not in (UnsupportedTarget, InvalidNativeData):
+                    with map_libvirt_errors(what, target=self.target.name):
+                        raise
+                anomalies.append(
+                    Anomaly(
+                        code="libvirt.domcaps_failed",
+                        field="supported_instances",
+                        message=f"{what}: {exc.get_error_message()}"[:2000],
+                        raw_value=f"{arch}/{dom_type}",
+                    )
+                )
+                continue
+            self._dump(f"domcapabilities-{arch}-{dom_type}.xml", xml)
+            found.append(parse_domain_capabilities(xml, f"{self.target.name}: {what}"))
+        return found, anomalies
+
+    def _dump(self, filename: str, xml: str) -> None:
+        directory = self.target.dump_native_dir
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / filename.replace("/", "_")).write_text(xml, encoding="utf-8")
+        except OSError as exc:
+            self.log.warning("could not save %s in %s: %s", filename, directory, exc)
+
+    # -- every cycle ----------------------------------------------------------------------------
+
+    def _read_live(self, facts: _ConnectionFacts) -> LiveFacts:
+        """The per-cycle calls; runs in the deadline worker under map_libvirt_errors."""
+        conn = self._conn
+        arch, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+        node = NodeInfo(str(arch), memory_mib, cpus, mhz, nodes, sockets, cores, threads)
+        _, _, online = conn.getCPUMap()
+        cells = [c.cell_id for c in facts.static.numa_cells]
+        cell_free: dict[int, int] = {}
+        free_pages: dict[int, dict[int, int]] = {}
+        if cells:
+            cell_bytes = _optional(lambda: conn.getCellsFreeMemory(0, len(cells)), [])
+            cell_free = dict(zip(cells, cell_bytes, strict=False))
+            sizes = sorted(
+                {p.page_size_bytes for c in facts.static.numa_cells for p in c.huge_pages}
+            )
+            if sizes:
+                kib = [s // units.KIB for s in sizes]
+                pages: dict[Any, dict[Any, Any]] = _optional(
+                    lambda: conn.getFreePages(kib, 0, len(cells)), {}
+                )
+                free_pages = {
+                    int(cell): {units.kib_to_bytes(k): int(n) for k, n in per_size.items()}
+                    for cell, per_size in pages.items()
+                }
+        return LiveFacts(
+            driver_type=facts.driver_type,
+            hv_version=facts.hv_version,
+            lib_version=facts.lib_version,
+            hostname=facts.hostname,
+            node=node,
+            online_cpus=online,
+            free_memory_bytes=conn.getFreeMemory(),
+            cell_free_bytes=cell_free,
+            free_pages=free_pages,
+            instances=self._instances(conn),
+            pools=self._pools(conn, facts),
+        )
+
+    def _instances(self, conn: Any) -> list[InstanceAllocation]:
+        instances = []
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                state, max_kib, _current_kib, vcpus, _cpu_time = dom.info()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # stopped between the listing and the read
+                raise
+            try:
+                instances.append(
+                    InstanceAllocation(
+                        instance_id=dom.UUIDString(),
+                        name=dom.name(),
+                        vcpus=vcpus,
+                        memory_bytes=units.kib_to_bytes(max_kib),
+                        state=_DOMAIN_STATES.get(state, f"state-{state}"),
+                    )
+                )
+            except ValidationError as exc:
+                raise InvalidNativeData(
+                    f"domain {dom.name()!r}: vcpus={vcpus}, maxMem={max_kib} KiB out of range",
+                    target=self.target.name,
+                ) from exc
+        return instances
+
+    def _pools(self, conn: Any, facts: _ConnectionFacts) -> list[PoolFacts]:
+        pools: list[Any] = _optional(
+            lambda: conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE), []
+        )
+        found = []
+        for pool in pools:
+            uuid = pool.UUIDString()
+            try:
+                if uuid not in facts.pool_types:
+                    facts.pool_types[uuid] = parse_pool_type(
+                        pool.XMLDesc(0), f"{self.target.name}: storage pool {pool.name()!r}"
+                    )
+                _state, capacity, allocation, available = pool.info()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    continue
+                raise
+            for label, value in (("capacity", capacity), ("allocation", allocation)):
+                if not 0 <= value <= units.MAX_BYTES:
+                    raise InvalidNativeData(
+                        f"storage pool {pool.name()!r}: {label} = {value} bytes is absurd",
+                        target=self.target.name,
+                    )
+            found.append(
+                PoolFacts(
+                    pool.name(), uuid, facts.pool_types[uuid], capacity, allocation, available
+                )
+            )
+        return found
+
+    # -- offline ------------------------------------------------------------------------------
+
+    @classmethod
+    def normalise_offline(
+        cls, inputs: Mapping[str, list[Path]], *, target: str
+    ) -> list[HostReport]:
+        caps_files = inputs.get("capabilities") or []
+        if len(caps_files) != 1:
+            raise InvalidNativeData(
+                f"exactly one capabilities file is needed, got {len(caps_files)}"
+            )
+        caps = parse_capabilities(_read(caps_files[0]), str(caps_files[0]))
+        domcaps = [
+            parse_domain_capabilities(_read(p), str(p)) for p in inputs.get("domcapabilities") or []
+        ]
+        static = normalise_static(caps, domcaps, source=str(caps_files[0]))
+        return build_reports(
+            static,
+            None,
+            target=target,
+            options=LibvirtOptions(),
+            collected_at=datetime.now(UTC),
+            collector=CollectorInfo(name=cls.name, version=cls.version),
+        )
+
+
+def _optional(fn: Callable[[], T], default: T) -> T:
+    """Calls some drivers do not implement (the test driver has no free-pages call)."""
+    try:
+        return fn()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_INVALID):
+            return default
+        raise
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidNativeData(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
