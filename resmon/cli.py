@@ -63,7 +63,8 @@ def _add_adhoc_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``with_collectors`` imports every collector to offer ``normalise <name>``."""
     parser = argparse.ArgumentParser(
         prog="resmon",
         description="Collect what every hypervisor has and can run, in one schema.",
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "normalise", help="normalise saved native data (what to attach to a bug report)"
     )
     norm_sub = normalise.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
-    for name in available_collectors():
+    for name in available_collectors() if with_collectors else []:
         try:
             cls = load_collector(name)
         except Exception:  # a broken plugin must not break --help
@@ -364,7 +365,8 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_collectors="normalise" in argv).parse_args(argv)
     level = (args.log_level or "warning").upper()
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

@@ -221,7 +221,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
     server = uvicorn.Server(
         uvicorn.Config(app, host=address[0], port=address[1], log_level="warning")
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn installs signal handlers only in the main thread; the daemon keeps its own.
     thread = threading.Thread(target=server.run, name="resmon-api", daemon=True)
     thread.start()
     log.info("serving the API and /metrics on http://%s:%d", *address)

@@ -76,6 +76,10 @@ def load_collector(name: str) -> type[Collector]:
                 f"collector {name!r} is registered but cannot be imported ({exc}); "
                 f"install its driver with: pip install 'resmon[{name}]'"
             ) from exc
+        except Exception as exc:  # a broken plugin must not take the daemon down
+            raise CollectorNotFound(
+                f"collector {name!r} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Collector)):
         raise IncompatibleContract(f"entry point {name!r} does not name a Collector subclass")
     check_contract_version(cls)

@@ -235,7 +235,7 @@ class FakeCollector(Collector):
         if self.options.get("crash"):
             raise KeyError("a bug in the collector")
         if "reports" in self.options:
-            return [HostReport.model_validate(r) for r in self.options["reports"]]  # type: ignore[attr-defined]
+            return [HostReport.model_validate(r) for r in self.options["reports"]]
         return [fake_report(f"host-{i}", target=self.target.name) for i in range(self.hosts)]
 
     def close(self) -> None:
