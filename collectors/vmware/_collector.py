@@ -141,6 +141,15 @@ class _Session:
     view: Any = None
 
 
+def _session_lost(exc: Exception, session: _Session) -> bool:
+    """NotAuthenticated, or our container view gone: the server no longer knows the session."""
+    if isinstance(exc, vim.fault.NotAuthenticated):
+        return True
+    gone = getattr(exc, "obj", None)
+    view = session.view
+    return gone is not None and view is not None and getattr(gone, "_moId", None) == view._moId
+
+
 class VmwareCollector(Collector):
     """Reads a vCenter (datacenters, clusters, standalone hosts) or a single ESXi host.
 
@@ -250,8 +259,8 @@ class VmwareCollector(Collector):
                 with map_vim_errors(self.target.name, "retrieving properties"):
                     try:
                         return self._read(session)
-                    except vim.fault.NotAuthenticated:
-                        if attempt == 2:
+                    except (vim.fault.NotAuthenticated, vmodl.fault.ManagedObjectNotFound) as exc:
+                        if attempt == 2 or not _session_lost(exc, session):
                             raise
                 self.logger.info("session no longer valid; logging in again")
                 self._drop_session()
