@@ -1,0 +1,263 @@
+"""Real ESXi 8.0.3 / vCenter 8.0.3 data (pyvmomi's vcrpy cassettes) through the normaliser.
+
+The cassettes hold SOAP ``Fetch`` answers for one HostSystem (host-14), one Datastore
+(datastore-17) and one VM (vm-19). They are parsed here with defusedxml into the same property
+dicts the collector builds from a PropertyCollector pass, and the numbers are checked by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as ET
+import pytest
+import yaml
+
+from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
+from collectors.vmware._normalise import normalise
+from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.validation import check_batch
+
+NS = "{urn:vim25}"
+INTS = {
+    "summary.hardware.numCpuPkgs",
+    "summary.hardware.numCpuCores",
+    "summary.hardware.numCpuThreads",
+    "summary.hardware.cpuMhz",
+    "summary.hardware.memorySize",
+    "summary.quickStats.overallCpuUsage",
+    "summary.quickStats.overallMemoryUsage",
+    "summary.capacity",
+    "summary.freeSpace",
+    "summary.config.numCpu",
+    "summary.config.memorySizeMB",
+}
+BOOLS = {"runtime.inMaintenanceMode", "summary.accessible", "summary.config.template"}
+
+
+def fetches(path: Path) -> dict[str, Element]:
+    """Fetch answers of a cassette: requested property → its <returnval> element."""
+    answers = {}
+    for interaction in yaml.safe_load(path.read_text())["interactions"]:
+        body = interaction["request"]["body"] or ""
+        prop = re.search(r"<prop[^>]*>(\w+)</prop>", body)
+        if prop is None:
+            continue
+        root = ET.fromstring(interaction["response"]["body"]["string"].encode())
+        returnval = root.find(f".//{NS}returnval")
+        if returnval is not None:
+            answers[prop.group(1)] = returnval
+    return answers
+
+
+def leaf(answers: dict[str, Element], path: str) -> Any:
+    """The value at a dotted property path, typed the way pyVmomi would type it."""
+    top, *rest = path.split(".")
+    element: Element | None = answers.get(top)
+    for part in rest:
+        element = None if element is None else element.find(NS + part)
+    if element is None:
+        return None
+    if path in INTS:
+        return int(element.text or "")
+    if path in BOOLS:
+        return element.text == "true"
+    if path == "config.featureCapability":
+        config = answers["config"]
+        return [
+            {child.tag.removeprefix(NS): child.text for child in fc}
+            for fc in config.findall(f"{NS}featureCapability")
+        ]
+    if path == "host":  # DatastoreHostMount[]
+        mounts = []
+        for mount in element.findall(f"{NS}DatastoreHostMount"):
+            info = mount.find(f"{NS}mountInfo")
+            assert info is not None
+            mounts.append(
+                {
+                    "key": mount.findtext(f"{NS}key"),
+                    "mountInfo": {
+                        "mounted": info.findtext(f"{NS}mounted") == "true",
+                        "accessible": info.findtext(f"{NS}accessible") == "true",
+                    },
+                }
+            )
+        return mounts
+    if path in ("vm", "datastore"):
+        return [child.text for child in element]
+    return element.text
+
+
+def native(kind: str, moref: str, cassette: Path, type_paths: tuple[str, ...]) -> NativeObject:
+    answers = fetches(cassette)
+    props = {p: leaf(answers, p) for p in type_paths}
+    return NativeObject(kind, moref, {k: v for k, v in props.items() if v is not None})
+
+
+@pytest.fixture(scope="module")
+def inventory(corpus: Path) -> Inventory:
+    cassettes = corpus / "vmware" / "pyvmomi"
+    host = native(
+        "HostSystem", "host-14", cassettes / "test_json_host_explode.yaml", PROPERTIES["HostSystem"]
+    )
+    datastore = native(
+        "Datastore",
+        "datastore-17",
+        cassettes / "test_json_datastore_explode.yaml",
+        PROPERTIES["Datastore"],
+    )
+    vm = native(
+        "VirtualMachine",
+        "vm-19",
+        cassettes / "test_json_vm_explode_default.yaml",
+        PROPERTIES["VirtualMachine"],
+    )
+    # The VM's placement comes from summary.runtime.host in this cassette.
+    vm.props["runtime.host"] = leaf(
+        fetches(cassettes / "test_json_vm_explode_default.yaml"), "runtime.host"
+    )
+    # The cassettes hold no cluster object; host-14's parent is domain-c9. A cluster holding it
+    # is added by hand so that the tree is exercised with real host data.
+    cluster = NativeObject(
+        "ClusterComputeResource",
+        "domain-c9",
+        {"name": "cluster-a", "host": ["host-14", "host-12", "host-15", "host-16"]},
+    )
+    return Inventory(about={"apiType": "VirtualCenter"}, objects=[host, datastore, vm, cluster])
+
+
+@pytest.fixture(scope="module")
+def reports(inventory: Inventory) -> list[HostReport]:
+    return normalise(
+        inventory,
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, 10, 38, tzinfo=UTC),
+    )
+
+
+def test_real_host_numbers(reports: list[HostReport]) -> None:
+    (host,) = [r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST]
+    assert host.identity.host_id == "a6b70142-625f-e04e-edf6-05098f74aff3"
+    assert host.identity.hostname == "10.218.43.170"
+    assert host.state is HostState.UP
+    assert host.parent_id == "domain-c9"
+    # summary.hardware: 8 packages, 8 cores, 8 threads, 1995 MHz, 17178767360 bytes.
+    cpu = host.cpu
+    assert cpu is not None
+    assert (cpu.sockets, cpu.cores_per_socket, cpu.threads_per_core) == (8, 1, 1)
+    assert cpu.total_cpus == cpu.online_cpus == 8
+    assert cpu.cpu_mhz == 1995
+    assert cpu.model == "Intel(R) Xeon(R) Gold 6330 CPU @ 2.00GHz"
+    assert cpu.vendor == "Intel"  # featureCapability cpuid.intel = 1
+    assert cpu.arch == "x86_64"  # config.product.osType = vmnix-x86
+    assert host.memory is not None and host.memory.total_bytes == 17178767360
+    # quickStats.overallMemoryUsage = 5986 MiB.
+    assert host.memory.used_bytes == 5986 * 1048576 == 6276775936
+    assert host.memory.free_bytes == 17178767360 - 6276775936
+    vcpu, mem = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
+    # 17178767360 / 2**20 = 16382.95...: whole MiB only.
+    assert mem is not None and mem.total == 16382
+    assert host.hypervisor is not None
+    assert host.hypervisor.product == "VMware ESXi"
+    assert host.hypervisor.version == "8.0.3 build-69507956"
+    assert (host.hypervisor.version_major, host.hypervisor.version_minor) == (8, 0)
+    assert host.hypervisor.version_patch == 3
+    # 79 cpuid.* capabilities with value 1 in config.featureCapability (grep -c on the cassette).
+    assert len(cpu.features) == 79 and "avx512f" in cpu.features and "ht" not in cpu.features
+    for trait in (
+        "HW_ARCH_X86_64",
+        "HW_CPU_X86_AVX2",
+        "HW_CPU_X86_AVX512F",
+        "HW_CPU_X86_AVX512VNNI",
+        "HW_CPU_X86_AESNI",
+        "HW_CPU_X86_SSE41",
+        "HW_CPU_X86_SSE42",
+        "HW_CPU_X86_FMA3",
+        "HW_CPU_X86_CLMUL",
+        "HW_CPU_X86_SHA",
+        "HW_CPU_X86_VMX",
+        "HW_CPU_X86_TSX",
+    ):
+        assert trait in host.traits, trait
+    assert "HW_CPU_HYPERTHREADING" not in host.traits  # 8 threads on 8 cores
+    assert "COMPUTE_STATUS_DISABLED" not in host.traits
+    (instance,) = host.supported_instances
+    assert (instance.arch, instance.hv_type, instance.vm_mode) == ("x86_64", "vmware", "hvm")
+    # vm-19 runs on host-16, which is not in this collection.
+    assert host.running_instances.count == 0
+
+
+def test_real_datastore_numbers(reports: list[HostReport]) -> None:
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    assert ds.identity.host_id == "datastore-17" and ds.identity.hostname == "vsanDatastore"
+    disk = ds.inventory("DISK_GB")
+    assert disk is not None
+    # capacity 386479947776 B = 359.9 GiB → 359; free 362348271376 B = 337.5 GiB → 337.
+    assert disk.total == 359
+    assert disk.used == 359 - 337 == 22
+    assert ds.state is HostState.UP
+    # Mounted on host-15, -16, -12 and -14; only host-14 is in this collection.
+    assert ds.shared_with == ["a6b70142-625f-e04e-edf6-05098f74aff3"]
+    assert "CUSTOM_VMWARE_DATASTORE_VSAN" in ds.traits
+    assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
+
+
+def test_real_cluster_aggregate(reports: list[HostReport]) -> None:
+    (cluster,) = [r for r in reports if r.provider_kind is ProviderKind.CLUSTER]
+    assert cluster.identity.host_id == "domain-c9"
+    vcpu, mem = cluster.inventory("VCPU"), cluster.inventory("MEMORY_MB")
+    assert vcpu is not None and (vcpu.total, vcpu.max_unit) == (8, 8)
+    assert mem is not None and (mem.total, mem.max_unit) == (16382, 16382)
+
+
+def test_no_anomalies_on_real_data(reports: list[HostReport]) -> None:
+    assert check_batch(reports) == {r.key: [] for r in reports}
+
+
+def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    changed = NativeObject(host.type, host.moref, {**host.props, "runtime.inMaintenanceMode": True})
+    objects = [changed if o is host else o for o in inventory.objects]
+    reports = normalise(
+        Inventory(about={}, objects=objects),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert report.state is HostState.MAINTENANCE
+    assert "COMPUTE_STATUS_DISABLED" in report.traits
+    assert all(inv.capacity == 0 for inv in report.inventories)
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    assert cluster.state is HostState.MAINTENANCE
+    assert all(inv.capacity == 0 for inv in cluster.inventories)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("summary.hardware.memorySize", "16 GB"),
+        ("summary.hardware.numCpuThreads", -8),
+        ("summary.hardware.numCpuThreads", True),
+        ("runtime.inMaintenanceMode", "no"),
+        ("config.featureCapability", "cpuid.avx"),
+    ],
+)
+def test_bad_native_values_are_invalid_native_data(
+    inventory: Inventory, path: str, value: object
+) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    bad = NativeObject(host.type, host.moref, {**host.props, path: value})
+    with pytest.raises(InvalidNativeData, match=re.escape(path)):
+        normalise(
+            Inventory(about={}, objects=[bad]),
+            target="vcenter",
+            collector=CollectorInfo(name="vmware", version="test"),
+            collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+        )
