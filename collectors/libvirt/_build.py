@@ -36,7 +36,14 @@ from resmon.contract import (
     vocabulary,
 )
 
-from ._parse import CapsGuest, DomainCaps, HostCaps, Machine
+from ._parse import (
+    CapsGuest,
+    DomainCaps,
+    HostCaps,
+    Machine,
+    parse_capabilities,
+    parse_domain_capabilities,
+)
 
 __all__ = [
     "SHARED_POOL_TYPES",
@@ -46,6 +53,7 @@ __all__ = [
     "PoolFacts",
     "StaticHost",
     "build_reports",
+    "normalise_saved",
     "normalise_static",
     "pick_hv_type",
     "version_string",
@@ -610,3 +618,29 @@ def _build_reports(
         if p.pool_type in SHARED_POOL_TYPES
     ]
     return [host, *shared]
+
+
+def normalise_saved(
+    capabilities: tuple[str, str | bytes],
+    domcapabilities: Sequence[tuple[str, str | bytes]] = (),
+    *,
+    target: str,
+    collector: CollectorInfo,
+    collected_at: datetime,
+) -> list[HostReport]:
+    """Reports from saved XML: ``(source name, text)`` of capabilities and domain capabilities.
+
+    What ``resmon normalise libvirt`` runs; needs no libvirt library and no daemon.
+    """
+    caps_source, caps_text = capabilities
+    caps = parse_capabilities(caps_text, caps_source)
+    domcaps = [parse_domain_capabilities(text, source) for source, text in domcapabilities]
+    static = normalise_static(caps, domcaps, source=caps_source)
+    return build_reports(
+        static,
+        None,
+        target=target,
+        options=LibvirtOptions(),
+        collected_at=collected_at,
+        collector=collector,
+    )

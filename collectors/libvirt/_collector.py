@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
@@ -41,6 +42,7 @@ from ._build import (
     PoolFacts,
     StaticHost,
     build_reports,
+    normalise_saved,
     normalise_static,
     version_string,
 )
@@ -49,8 +51,10 @@ from ._errors import error_class, map_libvirt_errors
 from ._parse import (
     DomainCaps,
     HostCaps,
+    host_cpu_xml,
     parse_capabilities,
     parse_domain_capabilities,
+    parse_expanded_cpu_features,
     parse_pool_type,
 )
 
@@ -253,10 +257,33 @@ class LibvirtCollector(Collector):
         )
         self._dump("capabilities.xml", caps_xml)
         caps = parse_capabilities(caps_xml, f"{self.target.name}: capabilities")
+        caps = self._expand_cpu_features(caps, caps_xml)
         domcaps, anomalies = self._read_domain_capabilities(caps)
         static = normalise_static(caps, domcaps, source=f"{self.target.name}: capabilities")
         static.anomalies.extend(anomalies)
         return _ConnectionFacts(static, driver_type, hv_version, lib_version, hostname)
+
+    def _expand_cpu_features(self, caps: HostCaps, caps_xml: str) -> HostCaps:
+        """Add the features the host CPU model implies (best effort: not every driver can)."""
+        cpu_xml = host_cpu_xml(caps_xml)
+        if cpu_xml is None:
+            return caps
+        conn, flags = self._conn, libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES
+        try:
+            expanded = call_with_deadline(
+                lambda: str(conn.baselineCPU([cpu_xml], flags)),
+                timeout_s=self.target.timeout_s,
+                what="expanding the host CPU model",
+                target=self.target.name,
+            )
+        except libvirt.libvirtError as exc:
+            if error_class(exc.get_error_code()) not in (UnsupportedTarget, InvalidNativeData):
+                with map_libvirt_errors("expanding the host CPU model", target=self.target.name):
+                    raise
+            self.log.debug("host CPU model not expanded: %s", exc)
+            return caps
+        features = parse_expanded_cpu_features(expanded, f"{self.target.name}: baseline CPU")
+        return replace(caps, features=list(dict.fromkeys([*caps.features, *features])))
 
     def _read_domain_capabilities(self, caps: HostCaps) -> tuple[list[DomainCaps], list[Anomaly]]:
         if not self.options.domain_capabilities or self.options.read_only:
@@ -321,7 +348,7 @@ class LibvirtCollector(Collector):
         cell_free: dict[int, int] = {}
         free_pages: dict[int, dict[int, int]] = {}
         if cells:
-            cell_bytes = _optional(lambda: conn.getCellsFreeMemory(0, len(cells)), [])
+            cell_bytes: list[int] = _optional(lambda: conn.getCellsFreeMemory(0, len(cells)), [])
             cell_free = dict(zip(cells, cell_bytes, strict=False))
             sizes = sorted(
                 {p.page_size_bytes for c in facts.static.numa_cells for p in c.huge_pages}
@@ -416,18 +443,13 @@ class LibvirtCollector(Collector):
             raise InvalidNativeData(
                 f"exactly one capabilities file is needed, got {len(caps_files)}"
             )
-        caps = parse_capabilities(_read(caps_files[0]), str(caps_files[0]))
-        domcaps = [
-            parse_domain_capabilities(_read(p), str(p)) for p in inputs.get("domcapabilities") or []
-        ]
-        static = normalise_static(caps, domcaps, source=str(caps_files[0]))
-        return build_reports(
-            static,
-            None,
+        paths = inputs.get("domcapabilities") or []
+        return normalise_saved(
+            (str(caps_files[0]), _read(caps_files[0])),
+            [(str(p), _read(p)) for p in paths],
             target=target,
-            options=LibvirtOptions(),
-            collected_at=datetime.now(UTC),
             collector=CollectorInfo(name=cls.name, version=cls.version),
+            collected_at=datetime.now(UTC),
         )
 
 

@@ -10,7 +10,7 @@ or attribute at fault.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, tostring
 
 import defusedxml
 import defusedxml.ElementTree as DET
@@ -26,7 +26,9 @@ __all__ = [
     "HostCaps",
     "Machine",
     "PageCount",
+    "host_cpu_xml",
     "parse_capabilities",
+    "parse_expanded_cpu_features",
     "parse_domain_capabilities",
     "parse_pool_type",
     "scaled_to_bytes",
@@ -371,3 +373,25 @@ def parse_pool_type(text: str | bytes, source: str = "storage pool") -> str:
     if not pool_type:
         raise _fail(source, "<pool> has no type")
     return pool_type
+
+
+def host_cpu_xml(text: str | bytes, source: str = "capabilities") -> str | None:
+    """The host ``<cpu>`` element of capabilities, as XML for ``virConnectBaselineCPU``."""
+    cpu = _parse_xml(text, source, "capabilities").find("host/cpu")
+    if cpu is None or cpu.find("model") is None:
+        return None
+    return tostring(cpu, encoding="unicode")
+
+
+def parse_expanded_cpu_features(text: str | bytes, source: str = "baseline CPU") -> list[str]:
+    """Feature names of a CPU expanded by ``virConnectBaselineCPU(EXPAND_FEATURES)``.
+
+    Capabilities list only the features beyond the named model (a Skylake's AVX2 is implied by
+    its model); the expansion names them all. Disabled features are left out.
+    """
+    root = _parse_xml(text, source, "cpu")
+    return [
+        name
+        for f in root.findall("feature")
+        if (name := f.get("name")) and f.get("policy", "require") not in ("disable", "forbid")
+    ]
