@@ -161,7 +161,7 @@ class HypervCollector(Collector):
             raise failure
         if stderr:
             self._log.debug("inventory script wrote %d bytes of non-error stderr", len(stderr))
-        return [self._normalise(parse_document(stdout), self._target.name, started)]
+        return [self._normalise_with(stdout, self._target.name, self._info, started)]
 
     def close(self) -> None:
         try:
@@ -180,23 +180,21 @@ class HypervCollector(Collector):
                 raw = path.read_bytes()
             except OSError as exc:
                 raise InvalidNativeData(f"cannot read {path}: {exc.strerror}") from None
-            document = parse_document(raw)
-            reports.append(cls._normalise_with(document, target, info, None))
+            reports.append(cls._normalise_with(raw, target, info, None))
         return reports
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _normalise(self, document: dict[str, Any], target: str, started: datetime) -> HostReport:
-        return self._normalise_with(document, target, self._info, started)
-
     @staticmethod
     def _normalise_with(
-        document: dict[str, Any],
+        stdout: bytes,
         target: str,
         info: CollectorInfo,
         collected_at: datetime | None,
     ) -> HostReport:
+        """Parse and normalise; errors name the target."""
         try:
+            document = parse_document(stdout)
             return normalise(document, target=target, collector=info, collected_at=collected_at)
         except InvalidNativeData as exc:
             exc.target = target

@@ -209,9 +209,6 @@ def parse_document(stdout: bytes | str) -> dict[str, Any]:
         ) from None
     if not isinstance(document, dict):
         raise _bad("document", "is not a JSON object", type(document).__name__)
-    fmt = _int(document.get("Format"), "Format")
-    if fmt != SCRIPT_FORMAT:
-        raise _bad("Format", f"is not {SCRIPT_FORMAT}, the format this collector reads", fmt)
     return document
 
 
@@ -443,6 +440,9 @@ def normalise(
     ``collected_at`` defaults to the time the script recorded (``CollectedAt``), which is what a
     saved document should keep when it is normalised later.
     """
+    fmt = _int(document.get("Format"), "Format")
+    if fmt != SCRIPT_FORMAT:
+        raise _bad("Format", f"is not {SCRIPT_FORMAT}, the format this collector reads", fmt)
     anomalies: list[Anomaly] = []
     vmhost = _obj(document.get("VMHost"), "VMHost")
     os_info = _obj(document.get("OperatingSystem"), "OperatingSystem")

@@ -207,6 +207,7 @@ class WSManServer:
         self.actions: list[str] = []
         self.errors: list[str] = []
         self.auth_failures = 0
+        self.sealed_messages = 0
         self.cbt: Any = None
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -352,7 +353,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         payload = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
         sig_len = struct.unpack("<i", payload[:4])[0]
         signature, sealed = payload[4 : 4 + sig_len], payload[4 + sig_len :]
-        return bytes(self.ntlm.unwrap(signature + sealed).data)
+        plain = bytes(self.ntlm.unwrap(signature + sealed).data)
+        with self.wsman.lock:
+            self.wsman.sealed_messages += 1
+        return plain
 
     def _seal(self, message: bytes) -> bytes:
         wrapped = self.ntlm.wrap(message, encrypt=True).data
