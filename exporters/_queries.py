@@ -1,0 +1,211 @@
+"""Read queries over the store, shared by the Prometheus exporter and the query API.
+
+Heavy reads use SQLAlchemy Core over the mapped tables (tuples, not ORM objects): a scrape or a
+candidates query touches thousands of rows and must not build an object per row.
+
+Staleness, the one rule both faces share: a target is *stale* when its last collection failed,
+when it never succeeded, or when its last success is older than
+``max(2 × interval_s, stale_after_s or 0)`` seconds. A provider is stale when its target is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, and_, exists, func, literal, select
+from sqlalchemy.orm import Session
+
+from resmon.store import models
+
+__all__ = [
+    "Candidate",
+    "CandidateQuery",
+    "TargetStatus",
+    "aware",
+    "candidates",
+    "inventories_of",
+    "target_statuses",
+]
+
+H = models.Host.__table__
+INV = models.Inventory.__table__
+TRAITS = models.HostTrait.__table__
+SI = models.SupportedInstance.__table__
+T = models.Target.__table__
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A target row plus the staleness verdict of :func:`target_statuses`."""
+
+    id: int
+    name: str
+    collector: str
+    url: str
+    interval_s: float
+    last_status: str
+    last_error_kind: str | None
+    last_error_message: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_duration_s: float | None
+    consecutive_failures: int
+    stale: bool
+
+
+def is_stale(
+    last_status: str,
+    last_success_at: datetime | None,
+    interval_s: float,
+    now: datetime,
+    stale_after_s: float | None,
+) -> bool:
+    if last_status == "failed" or last_success_at is None:
+        return True
+    limit = max(2.0 * interval_s, stale_after_s or 0.0)
+    return (now - last_success_at).total_seconds() > limit
+
+
+def target_statuses(
+    session: Session, *, now: datetime | None = None, stale_after_s: float | None = None
+) -> list[TargetStatus]:
+    """Every target ordered by name, with its staleness as of ``now``."""
+    now = now or datetime.now(UTC)
+    rows = session.execute(
+        select(
+            T.c.id, T.c.name, T.c.collector, T.c.url, T.c.interval_s, T.c.last_status,
+            T.c.last_error_kind, T.c.last_error_message, T.c.last_attempt_at,
+            T.c.last_success_at, T.c.last_duration_s, T.c.consecutive_failures,
+        ).order_by(T.c.name)
+    )  # fmt: skip
+    out = []
+    for r in rows:
+        success = aware(r.last_success_at)
+        out.append(
+            TargetStatus(
+                id=r.id, name=r.name, collector=r.collector, url=r.url,
+                interval_s=float(r.interval_s), last_status=r.last_status,
+                last_error_kind=r.last_error_kind, last_error_message=r.last_error_message,
+                last_attempt_at=aware(r.last_attempt_at), last_success_at=success,
+                last_duration_s=r.last_duration_s,
+                consecutive_failures=r.consecutive_failures or 0,
+                stale=is_stale(r.last_status, success, float(r.interval_s), now, stale_after_s),
+            )
+        )  # fmt: skip
+    return out
+
+
+def inventories_of(session: Session, host_pks: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """``{host_pk: {resource_class: record}}`` for the given providers, in one query."""
+    pks = list(host_pks)
+    out: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
+    if not pks:
+        return out
+    rows = session.execute(
+        select(
+            INV.c.host_pk, INV.c.resource_class, INV.c.total, INV.c.reserved, INV.c.min_unit,
+            INV.c.max_unit, INV.c.step_size, INV.c.allocation_ratio, INV.c.used,
+            INV.c.capacity, INV.c.free,
+        )
+        .where(INV.c.host_pk.in_(pks))
+        .order_by(INV.c.host_pk, INV.c.resource_class)
+    )  # fmt: skip
+    for r in rows:
+        out[r.host_pk][r.resource_class] = {
+            "total": r.total, "reserved": r.reserved, "min_unit": r.min_unit,
+            "max_unit": r.max_unit, "step_size": r.step_size,
+            "allocation_ratio": r.allocation_ratio, "used": r.used, "capacity": r.capacity,
+            "free": r.free,
+        }  # fmt: skip
+    return out
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    """A parsed and validated ``GET /v1/candidates``.
+
+    ``resources`` keeps the order given: the first class orders the result, the next ones break
+    ties. ``instance`` is ``(arch, hv_type, vm_mode)``.
+    """
+
+    resources: tuple[tuple[str, int], ...]
+    required: frozenset[str] = frozenset()
+    forbidden: frozenset[str] = frozenset()
+    instance: tuple[str, str, str] | None = None
+    limit: int = 50
+    order: Literal["most_free", "least_free"] = "most_free"
+    include_stale: bool = False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    host_pk: int
+    target_id: int
+
+
+def candidates(
+    session: Session, query: CandidateQuery, fresh_target_ids: Sequence[int] | None
+) -> list[Candidate]:
+    """Compute hosts that can take ``query``, ordered by free amount, in one SQL statement.
+
+    A provider fits when it is an ``up`` compute host, has every requested class with
+    ``free ≥ amount``, ``min_unit ≤ amount ≤ max_unit`` and ``amount % step_size = 0``
+    (Placement's rules), has every required trait and no forbidden one, and lists the
+    supported instance. ``fresh_target_ids`` limits the search to those targets (None: all).
+    """
+    stmt = _candidates_statement(query, fresh_target_ids)
+    return [Candidate(r.id, r.target_id) for r in session.execute(stmt)]
+
+
+def _candidates_statement(
+    query: CandidateQuery, fresh_target_ids: Sequence[int] | None
+) -> Select[Any]:
+    conditions = [H.c.provider_kind == "compute_host", H.c.state == "up"]
+    if fresh_target_ids is not None:
+        conditions.append(H.c.target_id.in_(list(fresh_target_ids)))
+    stmt = select(H.c.id, H.c.target_id).select_from(H)
+    order_by = []
+    for index, (resource_class, amount) in enumerate(query.resources):
+        inv = INV.alias(f"inv{index}")
+        stmt = stmt.join(
+            inv,
+            and_(
+                inv.c.host_pk == H.c.id,
+                inv.c.resource_class == resource_class,
+                inv.c.free >= amount,
+                inv.c.min_unit <= amount,
+                inv.c.max_unit >= amount,
+                literal(amount) % inv.c.step_size == 0,
+            ),
+        )
+        order_by.append(inv.c.free.desc() if query.order == "most_free" else inv.c.free.asc())
+    for trait in sorted(query.required):
+        conditions.append(exists().where(TRAITS.c.host_pk == H.c.id, TRAITS.c.trait == trait))
+    for trait in sorted(query.forbidden):
+        conditions.append(~exists().where(TRAITS.c.host_pk == H.c.id, TRAITS.c.trait == trait))
+    if query.instance is not None:
+        arch, hv_type, vm_mode = query.instance
+        conditions.append(
+            exists().where(
+                SI.c.host_pk == H.c.id,
+                SI.c.arch == arch,
+                SI.c.hv_type == hv_type,
+                SI.c.vm_mode == vm_mode,
+            )
+        )
+    order_by.append(H.c.id.asc())
+    return stmt.where(*conditions).order_by(*order_by).limit(query.limit)
+
+
+def count_hosts(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(H)) or 0)

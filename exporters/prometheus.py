@@ -1,0 +1,423 @@
+"""Prometheus exporter: the store's current state in the text exposition format.
+
+Nothing is collected on scrape: hypervisors are slow, so the daemon collects on its own schedule
+and every value here is as of the last collection (``resmon_host_last_collected_timestamp_seconds``
+says how old). Names follow Prometheus conventions: ``resmon_`` prefix, base units in the name
+(Placement's MEMORY_MB and DISK_GB inventories are exported in bytes, other classes in their own
+unit, e.g. VCPU in CPUs, under ``*_units``), ``_total`` only on counters, identity in ``_info``
+gauges of 1. Labels never clash with the target labels Prometheus adds (``cluster``,
+``datacenter``, ``instance``, ``job``, ``region``): a provider is ``{target, host_id}`` and its
+cluster is the ``parent`` label of ``resmon_host_info``.
+
+:func:`render_metrics` writes the exposition text straight from the rows (a fleet of 10,000 hosts
+is ~300,000 samples; building an object per sample would cost seconds). :class:`StoreCollector`
+is the prometheus_client face of the same text, for embedding in a registry: it renders, then
+parses, so both can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from resmon.contract import units
+from resmon.store import Store, models
+
+from ._queries import TargetStatus, aware, target_statuses
+
+__all__ = ["CONTENT_TYPE", "FORBIDDEN_LABELS", "METRICS", "StoreCollector", "render_metrics"]
+
+log = logging.getLogger("resmon.exporters.prometheus")
+
+#: Content type of the text exposition format (version 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Labels Prometheus or federation attach to targets; resmon never uses them.
+FORBIDDEN_LABELS = frozenset({"cluster", "datacenter", "instance", "job", "region"})
+#: Placement classes counted in MiB/GiB, exported in bytes (conversions live in contract.units).
+_T_HOST = models.Host.__table__
+_T_INVENTORY = models.Inventory.__table__
+_T_SUPPORTEDINSTANCE = models.SupportedInstance.__table__
+_T_NUMACELL = models.NumaCell.__table__
+_T_ANOMALY = models.Anomaly.__table__
+_T_COLLECTIONRUN = models.CollectionRun.__table__
+_TO_BYTES: dict[str, Callable[[int], int]] = {
+    "MEMORY_MB": units.mib_to_bytes,
+    "DISK_GB": units.gib_to_bytes,
+}
+_AS_OF = " As of the last collection."
+_TARGET = ("collector", "target")
+_HOST = ("host_id", "target")
+_INVENTORY = ("host_id", "target", "resource_class")
+_CELL = ("host_id", "target", "cell")
+_PAGES = ("host_id", "target", "cell", "page_size_bytes")
+_FIELDS = ("total", "reserved", "used", "capacity", "free")
+_FIELD_HELP = {
+    "total": "Placement total",
+    "reserved": "Placement reserved amount",
+    "used": "Observed use",
+    "capacity": "Capacity after the allocation ratio, (total - reserved) x ratio",
+    "free": "Capacity not used, capacity - used, never negative",
+}
+
+#: Every family: name -> (type, HELP, label names). The catalogue operators and tests read.
+METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "resmon_collector_success": (
+        "gauge", "1 when the target's last collection succeeded, else 0.", _TARGET),
+    "resmon_collector_duration_seconds": (
+        "gauge", "Duration of the target's last collection, successful or not.", _TARGET),
+    "resmon_collector_last_success_timestamp_seconds": (
+        "gauge", "Unix time of the target's last successful collection.", _TARGET),
+    "resmon_collector_last_attempt_timestamp_seconds": (
+        "gauge", "Unix time of the target's last collection attempt.", _TARGET),
+    "resmon_collector_consecutive_failures": (
+        "gauge", "Failed collections of the target since its last success.", _TARGET),
+    "resmon_collector_runs_total": (
+        "counter", "Collections of the target in the store's history.", _TARGET),
+    "resmon_collector_errors_total": (
+        "counter", "Failed collections of the target in the store's history, by error kind.",
+        ("collector", "target", "kind")),
+    "resmon_target_stale": (
+        "gauge", "1 when the target failed its last collection or has not succeeded for "
+        "max(2 x interval, stale-after) seconds; its providers are then stale.", _TARGET),
+    "resmon_target_providers": (
+        "gauge", "Providers (hosts, clusters, shared storage) the target reported.", _TARGET),
+    "resmon_stale_hosts": (
+        "gauge", "Providers whose target is stale (see resmon_target_stale).", _TARGET),
+    "resmon_host_info": (
+        "gauge", "Provider identity and software, always 1.",
+        ("host_id", "target", "hostname", "provider_kind", "parent", "hv_type",
+         "hypervisor_version", "arch", "cpu_model", "collector", "collector_version")),
+    "resmon_host_state": (
+        "gauge", "1 for the provider's current state (up, maintenance, disconnected, ...); one "
+        "series per provider.", ("host_id", "target", "state")),
+    "resmon_host_last_collected_timestamp_seconds": (
+        "gauge", "Unix time at which the provider's values were collected.", _HOST),
+    "resmon_host_supported_instance_info": (
+        "gauge", "An arch/hv_type/vm_mode the provider says it can run, always 1.",
+        ("host_id", "target", "arch", "hv_type", "vm_mode")),
+    **{
+        f"resmon_inventory_{name}_units": (
+            "gauge", f"{text}, in the resource class's own unit (VCPU: CPUs); classes counted "
+            "in MiB or GiB are in resmon_inventory_*_bytes.", _INVENTORY)
+        for name, text in _FIELD_HELP.items()
+    },
+    **{
+        f"resmon_inventory_{name}_bytes": (
+            "gauge", f"{text}, in bytes (MEMORY_MB and DISK_GB converted from MiB and GiB).",
+            _INVENTORY)
+        for name, text in _FIELD_HELP.items()
+    },
+    "resmon_inventory_allocation_ratio": (
+        "gauge", "Placement allocation ratio (overcommit factor).", _INVENTORY),
+    "resmon_numa_cell_cpus": ("gauge", "Logical CPUs of the NUMA cell.", _CELL),
+    "resmon_numa_cell_memory_bytes": ("gauge", "Memory of the NUMA cell.", _CELL),
+    "resmon_numa_cell_memory_free_bytes": ("gauge", "Free memory of the NUMA cell.", _CELL),
+    "resmon_numa_cell_huge_pages": ("gauge", "Huge pages of one size in the cell.", _PAGES),
+    "resmon_numa_cell_huge_pages_free": (
+        "gauge", "Free huge pages of one size in the cell.", _PAGES),
+    "resmon_anomalies": (
+        "gauge", "Anomalies (soft-invariant violations, unknown values) by code.",
+        ("target", "code")),
+    "resmon_exporter_store_success": (
+        "gauge", "1 when this scrape could read the store, 0 when the database failed.", ()),
+    "resmon_exporter_store_read_duration_seconds": (
+        "gauge", "Time this scrape spent reading the store.", ()),
+}  # fmt: skip
+
+_Lines = dict[str, list[str]]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _float(value: float) -> str:
+    """A sample value as Go's ParseFloat reads it."""
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class _Labels:
+    """Label fragments ``a="x",b="y"``, with escaped values cached (hosts repeat a lot)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def escape(self, value: str) -> str:
+        escaped = self._cache.get(value)
+        if escaped is None:
+            escaped = self._cache[value] = _escape(value)
+        return escaped
+
+    def __call__(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
+        parts = []
+        for name, value in zip(names, values, strict=True):
+            escaped = self._cache.get(value)
+            if escaped is None:
+                escaped = self._cache[value] = _escape(value)
+            parts.append(f'{name}="{escaped}"')
+        return ",".join(parts)
+
+
+def _write(session: Session, lines: _Lines, now: datetime, stale_after_s: float | None) -> None:
+    label = _Labels()
+    targets = target_statuses(session, now=now, stale_after_s=stale_after_s)
+    by_id = {t.id: t for t in targets}
+    hosts: dict[int, str] = {}  # provider primary key -> its label fragment
+    host_count = _write_hosts(session, lines, label, by_id, hosts)
+    _write_targets(session, lines, label, targets, host_count)
+    _write_inventories(session, lines, label, hosts)
+    _write_instances_and_cells(session, lines, hosts)
+    _write_anomalies(session, lines, label, by_id)
+
+
+def _write_targets(
+    session: Session,
+    lines: _Lines,
+    label: _Labels,
+    targets: list[TargetStatus],
+    host_count: dict[int, int],
+) -> None:
+    runs: dict[int, int] = {
+        target_id: count
+        for target_id, count in session.execute(
+            select(_T_COLLECTIONRUN.c.target_id, func.count()).group_by(
+                _T_COLLECTIONRUN.c.target_id
+            )
+        )
+    }
+    errors = session.execute(
+        select(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind, func.count())
+        .where(_T_COLLECTIONRUN.c.status != "success")
+        .group_by(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind)
+        .order_by(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind)
+    )
+    keys = {}
+    for t in targets:
+        key = keys[t.id] = "{" + label(_TARGET, (t.collector, t.name)) + "} "
+        lines["resmon_collector_success"].append(key + ("1" if t.last_status == "success" else "0"))
+        if t.last_duration_s is not None:
+            lines["resmon_collector_duration_seconds"].append(key + _float(t.last_duration_s))
+        if t.last_success_at is not None:
+            lines["resmon_collector_last_success_timestamp_seconds"].append(
+                key + _float(t.last_success_at.timestamp())
+            )
+        if t.last_attempt_at is not None:
+            lines["resmon_collector_last_attempt_timestamp_seconds"].append(
+                key + _float(t.last_attempt_at.timestamp())
+            )
+        lines["resmon_collector_consecutive_failures"].append(key + str(t.consecutive_failures))
+        lines["resmon_collector_runs_total"].append(key + str(runs.get(t.id, 0)))
+        lines["resmon_target_stale"].append(key + ("1" if t.stale else "0"))
+        count = host_count.get(t.id, 0)
+        lines["resmon_target_providers"].append(key + str(count))
+        lines["resmon_stale_hosts"].append(key + str(count if t.stale else 0))
+    by_id = {t.id: t for t in targets}
+    for target_id, kind, count in errors:
+        t = by_id[target_id]
+        fragment = label(("collector", "target", "kind"), (t.collector, t.name, kind or "unknown"))
+        lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
+
+
+def _write_hosts(
+    session: Session,
+    lines: _Lines,
+    label: _Labels,
+    targets: dict[int, TargetStatus],
+    hosts: dict[int, str],
+) -> dict[int, int]:
+    """Per-provider families; fills ``hosts`` and returns the provider count per target id."""
+    rows = session.execute(
+        select(
+            _T_HOST.c.id, _T_HOST.c.target_id, _T_HOST.c.host_id, _T_HOST.c.hostname,
+            _T_HOST.c.provider_kind, _T_HOST.c.parent_id, _T_HOST.c.state,
+            _T_HOST.c.hv_type, _T_HOST.c.hypervisor_version, _T_HOST.c.arch,
+            _T_HOST.c.cpu_model, _T_HOST.c.collector_name, _T_HOST.c.collector_version,
+            _T_HOST.c.collected_at,
+        ).order_by(_T_HOST.c.id)
+    ).all()  # fmt: skip
+    e = label.escape
+    info = lines["resmon_host_info"]
+    state = lines["resmon_host_state"]
+    collected = lines["resmon_host_last_collected_timestamp_seconds"]
+    counts: dict[int, int] = {}
+    for (pk, target_id, host_id, hostname, kind, parent, host_state, hv_type, version, arch,
+         cpu_model, collector, collector_version, collected_at) in rows:  # fmt: skip
+        target = targets[target_id].name
+        counts[target_id] = counts.get(target_id, 0) + 1
+        host = hosts[pk] = f'host_id="{e(host_id)}",target="{e(target)}"'
+        info.append(
+            f'{{{host},hostname="{e(hostname or "")}",provider_kind="{e(kind)}",'
+            f'parent="{e(parent or "")}",hv_type="{e(hv_type or "")}",'
+            f'hypervisor_version="{e(version or "")}",arch="{e(arch or "")}",'
+            f'cpu_model="{e(cpu_model or "")}",collector="{e(collector)}",'
+            f'collector_version="{e(collector_version)}"}} 1'
+        )
+        state.append(f'{{{host},state="{e(host_state)}"}} 1')
+        when = aware(collected_at)
+        collected.append("{" + host + "} " + _float(when.timestamp() if when else 0.0))
+    return counts
+
+
+def _write_inventories(
+    session: Session, lines: _Lines, label: _Labels, hosts: dict[int, str]
+) -> None:
+    rows = session.execute(
+        select(
+            _T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class, _T_INVENTORY.c.total,
+            _T_INVENTORY.c.reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
+            _T_INVENTORY.c.free, _T_INVENTORY.c.allocation_ratio,
+        ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class)
+    ).all()  # fmt: skip
+    u_total, u_reserved, u_used, u_capacity, u_free = (
+        lines[f"resmon_inventory_{name}_units"] for name in _FIELDS
+    )
+    b_total, b_reserved, b_used, b_capacity, b_free = (
+        lines[f"resmon_inventory_{name}_bytes"] for name in _FIELDS
+    )
+    ratio = lines["resmon_inventory_allocation_ratio"]
+    classes: dict[str, str] = {}
+    ratios: dict[float, str] = {}
+    for host_pk, rc, total, reserved, used, capacity, free, allocation_ratio in rows:
+        rc_label = classes.get(rc)
+        if rc_label is None:
+            rc_label = classes[rc] = label(("resource_class",), (rc,))
+        key = "{" + hosts[host_pk] + "," + rc_label + "} "
+        convert = _TO_BYTES.get(rc)
+        if convert is None:
+            u_total.append(key + str(total))
+            u_reserved.append(key + str(reserved))
+            u_used.append(key + str(used))
+            u_capacity.append(key + str(capacity))
+            u_free.append(key + str(free))
+        else:
+            b_total.append(key + str(convert(total)))
+            b_reserved.append(key + str(convert(reserved)))
+            b_used.append(key + str(convert(used)))
+            b_capacity.append(key + str(convert(capacity)))
+            b_free.append(key + str(convert(free)))
+        ratio_text = ratios.get(allocation_ratio)
+        if ratio_text is None:
+            ratio_text = ratios[allocation_ratio] = _float(allocation_ratio)
+        ratio.append(key + ratio_text)
+
+
+def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int, str]) -> None:
+    label = _Labels()
+    supported = lines["resmon_host_supported_instance_info"]
+    for host_pk, arch, hv_type, vm_mode in session.execute(
+        select(
+            _T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.arch,
+            _T_SUPPORTEDINSTANCE.c.hv_type, _T_SUPPORTEDINSTANCE.c.vm_mode,
+        ).order_by(_T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.id)
+    ).all():  # fmt: skip
+        fragment = label(("arch", "hv_type", "vm_mode"), (arch, hv_type, vm_mode))
+        supported.append("{" + hosts[host_pk] + "," + fragment + "} 1")
+
+    cpus = lines["resmon_numa_cell_cpus"]
+    memory = lines["resmon_numa_cell_memory_bytes"]
+    memory_free = lines["resmon_numa_cell_memory_free_bytes"]
+    pages = lines["resmon_numa_cell_huge_pages"]
+    pages_free = lines["resmon_numa_cell_huge_pages_free"]
+    for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in session.execute(
+        select(
+            _T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id, _T_NUMACELL.c.cpu_count,
+            _T_NUMACELL.c.memory_bytes, _T_NUMACELL.c.free_memory_bytes,
+            type_coerce(_T_NUMACELL.c.huge_pages, Text),
+        ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id)
+    ).all():  # fmt: skip
+        cell = hosts[host_pk] + f',cell="{int(cell_id)}"'
+        key = "{" + cell + "} "
+        cpus.append(key + str(cpu_count))
+        if memory_bytes is not None:
+            memory.append(key + str(memory_bytes))
+        if free_bytes is not None:
+            memory_free.append(key + str(free_bytes))
+        # Read as text: most cells have no huge pages and need no JSON decoding.
+        # (PostgreSQL's driver hands JSON back decoded already.)
+        if isinstance(huge_pages, str):
+            sizes = json.loads(huge_pages) if huge_pages != "{}" else {}
+        else:
+            sizes = huge_pages or {}
+        for size, count in sorted(sizes.items(), key=lambda kv: int(kv[0])):
+            page_key = "{" + cell + f',page_size_bytes="{int(size)}"' + "} "
+            pages.append(page_key + str(int(count.get("total") or 0)))
+            if count.get("free") is not None:
+                pages_free.append(page_key + str(int(count["free"])))
+
+
+def _write_anomalies(
+    session: Session, lines: _Lines, label: _Labels, targets: dict[int, TargetStatus]
+) -> None:
+    rows = session.execute(
+        select(_T_HOST.c.target_id, _T_ANOMALY.c.code, func.count())
+        .join(_T_HOST, _T_HOST.c.id == _T_ANOMALY.c.host_pk)
+        .group_by(_T_HOST.c.target_id, _T_ANOMALY.c.code)
+        .order_by(_T_HOST.c.target_id, _T_ANOMALY.c.code)
+    )
+    out = lines["resmon_anomalies"]
+    for target_id, code, count in rows:
+        out.append(
+            "{" + label(("target", "code"), (targets[target_id].name, code)) + "} " + str(count)
+        )
+
+
+def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes:
+    """The ``/metrics`` body for ``store`` (text exposition format 0.0.4).
+
+    A database that fails gives ``resmon_exporter_store_success 0`` and no store families, never
+    a failed scrape.
+    """
+    start = time.perf_counter()
+    lines: _Lines = {name: [] for name in METRICS}
+    try:
+        with store.session() as session:
+            _write(session, lines, datetime.now(UTC), stale_after_s)
+        ok = "1"
+    except SQLAlchemyError as exc:
+        log.error("reading the store for /metrics failed: %s", exc)
+        lines = {name: [] for name in METRICS}
+        ok = "0"
+    lines["resmon_exporter_store_success"].append(" " + ok)
+    elapsed = time.perf_counter() - start
+    lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(elapsed))
+    out: list[str] = []
+    for name, (kind, help_, _labels) in METRICS.items():
+        text = help_ if name.startswith("resmon_exporter_") else help_ + _AS_OF
+        out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
+        family = lines[name]
+        if family:
+            out.append(name)
+            out.append(f"\n{name}".join(family))
+            out.append("\n")
+    return "".join(out).encode("utf-8")
+
+
+class StoreCollector(Collector):
+    """prometheus_client custom collector over ``store``, for use in a registry.
+
+    Each ``collect()`` reads the store afresh through :func:`render_metrics` and yields the
+    parsed families, so the registry and ``/metrics`` always say the same thing.
+    """
+
+    def __init__(self, store: Store, *, stale_after_s: float | None = None) -> None:
+        self.store = store
+        self.stale_after_s = stale_after_s
+
+    def collect(self) -> Iterator[Metric]:
+        text = render_metrics(self.store, stale_after_s=self.stale_after_s).decode("utf-8")
+        yield from text_string_to_metric_families(text)
