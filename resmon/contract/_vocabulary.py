@@ -179,6 +179,7 @@ CPU_FEATURE_TRAITS: dict[str, str] = {
     "virt-ssbd": os_traits.HW_CPU_X86_AMD_VIRT_SSBD,
     "amd-no-ssb": os_traits.HW_CPU_X86_AMD_NO_SSB,
     "md-clear": os_traits.HW_CPU_X86_INTEL_MD_CLEAR,
+    "mdclear": os_traits.HW_CPU_X86_INTEL_MD_CLEAR,
     "pcid": os_traits.HW_CPU_X86_INTEL_PCID,
     "spec-ctrl": os_traits.HW_CPU_X86_INTEL_SPEC_CTRL,
     "ssbd": os_traits.HW_CPU_X86_INTEL_SSBD,
