@@ -31,14 +31,10 @@ class FleetSummary:
 def fleet_summary(session: Session, targets: list[TargetStatus]) -> FleetSummary:
     compute = _H.c.provider_kind == "compute_host"
     by_type = session.execute(
-        select(
-            func.coalesce(_H.c.hv_type, "unknown"),
-            func.count(),
-            func.sum(case((_H.c.state == "up", 1), else_=0)),
-        )
+        select(_H.c.hv_type, func.count(), func.sum(case((_H.c.state == "up", 1), else_=0)))
         .where(compute)
-        .group_by(func.coalesce(_H.c.hv_type, "unknown"))
-        .order_by(func.coalesce(_H.c.hv_type, "unknown"))
+        .group_by(_H.c.hv_type)
+        .order_by(_H.c.hv_type)
     )
     capacity = session.execute(
         select(_INV.c.resource_class, func.sum(_INV.c.capacity), func.sum(_INV.c.free))
@@ -57,7 +53,7 @@ def fleet_summary(session: Session, targets: list[TargetStatus]) -> FleetSummary
             or 0
         )
     return FleetSummary(
-        hosts_by_hv_type={hv: (int(n), int(up or 0)) for hv, n, up in by_type},
+        hosts_by_hv_type={hv or "unknown": (int(n), int(up or 0)) for hv, n, up in by_type},
         capacity={rc: (int(cap or 0), int(free or 0)) for rc, cap, free in capacity},
         targets=targets,
         stale_hosts=stale_hosts,

@@ -1,5 +1,5 @@
 """The query API for schedulers (``/v1``), plus ``/metrics``, ``/healthz``, ``/readyz`` and a
-landing page at ``/``. Read-only: every route is a GET (HEAD too); other methods get 405.
+landing page at ``/``. Read-only: every route is a GET; other methods get 405.
 
 Errors have Placement's shape, ``{"errors": [{"status", "title", "detail", "code"}]}``, with the
 stable codes of :mod:`exporters.errors`. Bad queries are 400s naming the bad part; a database
