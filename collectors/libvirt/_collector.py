@@ -63,6 +63,14 @@ __all__ = ["LibvirtCollector"]
 T = TypeVar("T")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
+#: URI schemes of libvirt's hypervisor drivers (libvirt.org/uri.html); "+transport" may follow.
+_HYPERVISOR_DRIVERS = frozenset(
+    {
+        "bhyve", "ch", "esx", "gsx", "hyperv", "libxl", "lxc", "openvz", "parallels", "qemu",
+        "test", "vbox", "vmwarefusion", "vmwareplayer", "vmwarews", "vpx", "vz", "xen",
+    }
+)  # fmt: skip
+
 _DOMAIN_STATES = {
     0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff",
     6: "crashed", 7: "pmsuspended",
@@ -153,9 +161,17 @@ class LibvirtCollector(Collector):
                 for err in exc.errors()
             )
             raise UnsupportedTarget(problems, target=target.name) from None
-        if "://" not in target.url:
+        scheme, sep, _ = target.url.partition("://")
+        if not sep:
             raise UnsupportedTarget(
                 f"{target.url!r} is not a libvirt URI (driver[+transport]://[host]/path)",
+                target=target.name,
+            )
+        driver = scheme.split("+", 1)[0].lower()
+        if driver not in _HYPERVISOR_DRIVERS:
+            raise UnsupportedTarget(
+                f"{target.url!r}: {driver!r} is not a libvirt hypervisor driver "
+                f"(known: {', '.join(sorted(_HYPERVISOR_DRIVERS))})",
                 target=target.name,
             )
         return cls(target, options, logger)

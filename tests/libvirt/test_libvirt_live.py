@@ -141,7 +141,7 @@ def test_options_are_validated_and_used() -> None:
 @pytest.mark.parametrize(
     ("url", "error", "text"),
     [
-        ("bogus:///nothing", UnsupportedTarget, "no connection driver"),
+        ("bogus:///nothing", UnsupportedTarget, "'bogus' is not a libvirt hypervisor driver"),
         ("test:///no/such/node.xml", InvalidNativeData, "no/such/node.xml"),
     ],
 )
