@@ -226,7 +226,7 @@ BAD_CANDIDATE_QUERIES = [
     ("resources=VCPU:1&instance=x86_64/kvm", "resmon.query.invalid_instance", "x86_64/kvm"),
     ("resources=VCPU:1&instance=x86_64//hvm", "resmon.query.invalid_instance", "x86_64//hvm"),
     ("resources=VCPU:1&instance=z80/kvm/hvm", "resmon.query.invalid_instance", "'z80'"),
-    ("resources=VCPU:1&instance=x86_64/nosuchhv/hvm", "resmon.query.invalid_instance", "'nosuchhv'"),
+    ("resources=VCPU:1&instance=x86_64/nohv/hvm", "resmon.query.invalid_instance", "'nohv'"),
     ("resources=VCPU:1&instance=x86_64/kvm/fast", "resmon.query.invalid_instance", "'fast'"),
     ("resources=VCPU:1&limit=0", "resmon.query.invalid_limit", "limit"),
     ("resources=VCPU:1&limit=-1", "resmon.query.invalid_limit", "limit"),
