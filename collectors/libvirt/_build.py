@@ -89,7 +89,9 @@ class LibvirtOptions(BaseModel):
     read_only: bool = False
     #: Ask getDomainCapabilities for every guest arch x domain type (cached per connection).
     domain_capabilities: bool = True
-    keepalive_interval_s: Annotated[int, Field(ge=1, le=600)] = 5
+    #: Seconds between keepalive probes; default: the target timeout / (keepalive_count + 1),
+    #: so that a daemon that stops answering is given up within about the target timeout.
+    keepalive_interval_s: Annotated[int | None, Field(ge=1, le=600)] = None
     keepalive_count: Annotated[int, Field(ge=1, le=100)] = 3
 
 

@@ -110,8 +110,13 @@ class LibvirtCollector(Collector):
     Options (all optional): ``cpu_allocation_ratio`` (4.0), ``ram_allocation_ratio`` (1.0),
     ``disk_allocation_ratio`` (1.0), ``reserved_host_cpus`` (0), ``reserved_host_memory_mb``
     (512), ``reserved_host_disk_gb`` (0), ``read_only`` (false; a read-only connection gets no
-    domain capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s`` (5),
-    ``keepalive_count`` (3).
+    domain capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s``
+    (timeout / 4), ``keepalive_count`` (3).
+
+    Hangs: opening the connection and the once-per-connection reads run in a worker with the
+    target's timeout. The per-cycle reads run in the caller's thread when libvirt keepalive is
+    active (it drops a connection whose daemon stops answering within about the timeout) or the
+    driver runs in-process (test://); otherwise they go through the worker too.
     """
 
     name = "libvirt"
@@ -150,6 +155,8 @@ class LibvirtCollector(Collector):
         self._info = CollectorInfo(name=self.name, version=self.version)
         self._conn: Any = None
         self._facts: _ConnectionFacts | None = None
+        #: Per-cycle reads may skip the worker thread (keepalive on, or an in-process driver).
+        self._direct = False
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
@@ -185,7 +192,11 @@ class LibvirtCollector(Collector):
             if self._facts is None:
                 self._facts = self._read_connection_facts()
             facts = self._facts
-            live = self._deadline(lambda: self._read_live(facts), "reading the host")
+            if self._direct:
+                with map_libvirt_errors("reading the host", target=self.target.name):
+                    live = self._read_live(facts)
+            else:
+                live = self._deadline(lambda: self._read_live(facts), "reading the host")
         except (TargetUnreachable, TargetTimeout):
             self._drop_connection()
             raise
@@ -236,11 +247,14 @@ class LibvirtCollector(Collector):
             f"connecting to {target.url}",
             on_abandon=_close_quietly,
         )
+        count = options.keepalive_count
+        interval = options.keepalive_interval_s or max(1, int(target.timeout_s / (count + 1)))
         try:
-            self._conn.setKeepAlive(options.keepalive_interval_s, options.keepalive_count)
+            self._conn.setKeepAlive(interval, count)
+            self._direct = True
         except libvirt.libvirtError:
-            # Local drivers (test://, and qemu:/// without a daemon in between) have no
-            # keepalive; the call deadline still applies.
+            # In-process drivers have no keepalive: only test:// is known never to block.
+            self._direct = target.url.lower().startswith("test:")
             self.log.debug("keepalive not available on %s", target.url)
 
     def _drop_connection(self) -> None:
