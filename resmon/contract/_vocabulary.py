@@ -55,6 +55,7 @@ _ARCH_ALIASES: dict[str, str] = {
     "armv8l": "aarch64",
     "armv7": "armv7l",
     "armhf": "armv7l",
+    "armv6l": "armv6",
     "ppc64el": "ppc64le",
     "powerpc": "ppc",
     "powerpc64": "ppc64",

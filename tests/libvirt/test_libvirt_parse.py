@@ -169,12 +169,22 @@ def test_aarch64_sockets_per_node_are_multiplied_back(corpus: Path) -> None:
     assert "HW_CPU_X86_AESNI" not in report.traits  # "aes" on ARM is not AES-NI
 
 
-def test_unknown_arch_is_kept_raw_with_an_anomaly(corpus: Path) -> None:
+def test_alias_arch_is_canonicalised_without_anomaly(corpus: Path) -> None:
     report = normalise(corpus / "libvirt/capabilities/capabilityschemadata/caps-qemu-kvm.xml")
-    assert "armv6l/qemu/hvm" in {si.key for si in report.supported_instances}
-    anomaly = next(a for a in report.anomalies if a.code == "libvirt.unknown_arch")
-    assert anomaly.raw_value == "armv6l"
+    keys = {si.key for si in report.supported_instances}
+    assert "armv6/qemu/hvm" in keys and "armv6l/qemu/hvm" not in keys
+    assert not any(a.code == "libvirt.unknown_arch" for a in report.anomalies)
     assert any(a.code == "libvirt.no_host_uuid" for a in report.anomalies)
+
+
+def test_unknown_arch_is_kept_raw_with_an_anomaly(corpus: Path) -> None:
+    path = corpus / "libvirt/capabilities/capabilityschemadata/caps-qemu-kvm.xml"
+    text = path.read_text().replace("<arch name='armv6l'>", "<arch name='z80'>")
+    assert "<arch name='z80'>" in text, "the derived variant must change the file"
+    report = normalise(text)
+    assert "z80/qemu/hvm" in {si.key for si in report.supported_instances}
+    anomaly = next(a for a in report.anomalies if a.code == "libvirt.unknown_arch")
+    assert anomaly.raw_value == "z80"
 
 
 def test_xen_pv_alias_merges_into_one_instance(corpus: Path) -> None:
