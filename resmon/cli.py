@@ -332,7 +332,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     except ImportError:
         return 0
     api_path = args.output / "openapi.json"
-    api_path.write_text(openapi_document())
+    api_path.write_text(json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n")
     print(f"wrote {api_path}")
     return 0
 
