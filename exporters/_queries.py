@@ -134,8 +134,8 @@ def inventories_of(session: Session, host_pks: Iterable[int]) -> dict[int, dict[
 class CandidateQuery:
     """A parsed and validated ``GET /v1/candidates``.
 
-    ``resources`` keeps the order given: the first class orders the result, the next ones break
-    ties. ``instance`` is ``(arch, hv_type, vm_mode)``.
+    ``resources`` keeps the order given: the free amount of the first class orders the result
+    (ties in a stable row order). ``instance`` is ``(arch, hv_type, vm_mode)``.
     """
 
     resources: tuple[tuple[str, int], ...]
@@ -174,7 +174,7 @@ def _candidates_statement(
     if fresh_target_ids is not None:
         conditions.append(H.c.target_id.in_(list(fresh_target_ids)))
     stmt = select(H.c.id, H.c.target_id).select_from(H)
-    order_by = []
+    order_by: list[Any] = []
     for index, (resource_class, amount) in enumerate(query.resources):
         inv = INV.alias(f"inv{index}")
         stmt = stmt.join(
@@ -188,7 +188,12 @@ def _candidates_statement(
                 literal(amount) % inv.c.step_size == 0,
             ),
         )
-        order_by.append(inv.c.free.desc() if query.order == "most_free" else inv.c.free.asc())
+        if index == 0:
+            # Free amount of the first class, then its inventory row in the same direction:
+            # exactly the order of ix_inventories_resource_class_free (an index keeps the row id
+            # last), so the scan stops after ``limit`` fits instead of sorting every tie.
+            columns = (inv.c.free, inv.c.id)
+            order_by = [c.desc() if query.order == "most_free" else c.asc() for c in columns]
     for trait in sorted(query.required):
         conditions.append(exists().where(TRAITS.c.host_pk == H.c.id, TRAITS.c.trait == trait))
     for trait in sorted(query.forbidden):
@@ -203,7 +208,6 @@ def _candidates_statement(
                 SI.c.vm_mode == vm_mode,
             )
         )
-    order_by.append(H.c.id.asc())
     return stmt.where(*conditions).order_by(*order_by).limit(query.limit)
 
 

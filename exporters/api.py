@@ -594,7 +594,7 @@ def create_app(
         """Up compute hosts that can take the resources, traits and instance type asked for.
 
         Ordered by the free amount of the first resource class (``most_free`` spreads,
-        ``least_free`` packs), then the next classes, then host row.
+        ``least_free`` packs); ties in a stable order.
         """
         query = CandidateQuery(
             resources=parse_resources(resources),
