@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from resmon.store import Store
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real hypervisor outputs nobody on this project wrote, read in place (never copied here).
 CORPUS = Path(os.environ.get("RESMON_CORPUS", REPO_ROOT.parent / "shared" / "corpus"))
@@ -51,3 +53,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'resmon.db'}"
     else:
         yield from _postgres_database()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated, empty store on SQLite and on PostgreSQL."""
+    store = Store(database_url)
+    store.upgrade()
+    yield store
+    store.close()

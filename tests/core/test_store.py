@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,14 +13,6 @@ from resmon.runner import CollectionOutcome
 from resmon.store import Store, StoreError, TargetSpec, models
 
 SPEC = TargetSpec(name="t1", collector="fake", url="fake://", interval_s=60)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def outcome(reports: list[HostReport], **kwargs: object) -> CollectionOutcome:

@@ -6,7 +6,6 @@ earlier data stays exactly as it was.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from resmon.store import Store, TargetSpec
 
 from .conftest import FAULTS, PASSWORD, ServerFactory, make_target
 from .wsman_server import Reply
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,14 +57,6 @@ def _good_caps(url: str) -> str:
         return str(conn.getCapabilities())
     finally:
         conn.close()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def _variants(good: str) -> dict[str, tuple[str, str]]:

@@ -6,8 +6,6 @@ collection stay as they were (on SQLite and PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from collectors.vmware import VmwareCollector
@@ -19,14 +17,6 @@ from . import vcsim
 from .test_vmware_vcsim import target_for
 
 pytestmark = pytest.mark.vcsim
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store(database_url)
-    store.upgrade()
-    yield store
-    store.close()
 
 
 def test_killed_simulator_keeps_previous_data(store: Store, fresh_vpx: vcsim.Simulator) -> None:
