@@ -275,6 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
     from exporters.api import create_app
 
     config = _load(args, allow_default=False)

@@ -211,6 +211,7 @@ class Daemon:
 def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int]) -> Any:
     """Start uvicorn with the exporters' app in a daemon thread; returns the server."""
     import uvicorn
+
     from exporters.api import create_app
 
     app = create_app(
