@@ -78,10 +78,10 @@ def test_second_collection_replaces_and_logs_capacity_changes(store: Store) -> N
     assert ("h1", "*", "provider_added", None, 1) in changes
 
 
-def test_write_refused_by_postgres_is_whole_or_nothing(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("needs a database that enforces column sizes")
-    store = Store(database_url)
+@pytest.mark.postgres
+def test_write_refused_by_postgres_is_whole_or_nothing(postgres_url: str) -> None:
+    # SQLite does not enforce VARCHAR lengths, so only PostgreSQL can refuse this write.
+    store = Store(postgres_url)
     store.upgrade()
     store.record(SPEC, outcome([fake_report("h1", target="t1")]))
     before = store.reports("t1")
