@@ -21,13 +21,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy import Row, Select, Text, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -51,11 +52,10 @@ _T_SUPPORTEDINSTANCE = models.SupportedInstance.__table__
 _T_NUMACELL = models.NumaCell.__table__
 _T_ANOMALY = models.Anomaly.__table__
 _T_COLLECTIONRUN = models.CollectionRun.__table__
-_TO_BYTES: dict[str, Callable[[int], int]] = {
-    "MEMORY_MB": units.mib_to_bytes,
-    "DISK_GB": units.gib_to_bytes,
-}
+_TO_BYTES: dict[str, int] = {"MEMORY_MB": units.MIB, "DISK_GB": units.GIB}
 _AS_OF = " As of the last collection."
+#: Rows fetched per driver call: few enough that a chunk never sets off a full collection.
+_CHUNK_ROWS = 500
 _TARGET = ("collector", "target")
 _HOST = ("host_id", "target")
 _INVENTORY = ("host_id", "target", "resource_class")
@@ -139,7 +139,9 @@ _Lines = dict[str, list[str]]
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
 
 def _float(value: float) -> str:
@@ -233,6 +235,17 @@ def _write_targets(
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 
+def _stream(session: Session, stmt: Select[Any]) -> Iterator[Row[Any]]:
+    """The rows of ``stmt``, fetched a chunk at a time and never all held at once.
+
+    Holding the ~70,000 rows of a large fleet at once (``.all()``) kept enough objects alive to
+    set off full garbage collections in the middle of a render, which cost more than the
+    rendering itself; fetching row by row costs a driver call per row.
+    """
+    for chunk in session.execute(stmt).partitions(_CHUNK_ROWS):
+        yield from chunk
+
+
 def _write_hosts(
     session: Session,
     lines: _Lines,
@@ -241,75 +254,80 @@ def _write_hosts(
     hosts: dict[int, str],
 ) -> dict[int, int]:
     """Per-provider families; fills ``hosts`` and returns the provider count per target id."""
-    rows = session.execute(
+    rows = _stream(
+        session,
         select(
             _T_HOST.c.id, _T_HOST.c.target_id, _T_HOST.c.host_id, _T_HOST.c.hostname,
-            _T_HOST.c.provider_kind, _T_HOST.c.parent_id, _T_HOST.c.state,
-            _T_HOST.c.hv_type, _T_HOST.c.hypervisor_version, _T_HOST.c.arch,
-            _T_HOST.c.cpu_model, _T_HOST.c.collector_name, _T_HOST.c.collector_version,
-            _T_HOST.c.collected_at,
-        ).order_by(_T_HOST.c.id)
-    ).all()  # fmt: skip
+            _T_HOST.c.state, _T_HOST.c.collected_at, _T_HOST.c.provider_kind,
+            _T_HOST.c.parent_id, _T_HOST.c.hv_type, _T_HOST.c.hypervisor_version,
+            _T_HOST.c.arch, _T_HOST.c.cpu_model, _T_HOST.c.collector_name,
+            _T_HOST.c.collector_version,
+        ).order_by(_T_HOST.c.id),
+    )  # fmt: skip
     e = label.escape
     info = lines["resmon_host_info"]
     state = lines["resmon_host_state"]
     collected = lines["resmon_host_last_collected_timestamp_seconds"]
+    target_labels = {pk: e(t.name) for pk, t in targets.items()}
+    # The info labels after hostname repeat across a fleet (kind, cluster, hypervisor, CPU):
+    # each distinct combination is escaped and formatted once.
+    tails: dict[tuple[str | None, ...], str] = {}
     counts: dict[int, int] = {}
-    for (pk, target_id, host_id, hostname, kind, parent, host_state, hv_type, version, arch,
-         cpu_model, collector, collector_version, collected_at) in rows:  # fmt: skip
-        target = targets[target_id].name
+    for row in rows:
+        pk, target_id, host_id, hostname, host_state, collected_at = row[:6]
+        tail_key = tuple(row[6:])
+        tail = tails.get(tail_key)
+        if tail is None:
+            kind, parent, hv_type, version, arch, cpu_model, collector, collector_version = tail_key
+            tail = tails[tail_key] = (
+                f'provider_kind="{e(kind)}",parent="{e(parent or "")}",'
+                f'hv_type="{e(hv_type or "")}",hypervisor_version="{e(version or "")}",'
+                f'arch="{e(arch or "")}",cpu_model="{e(cpu_model or "")}",'
+                f'collector="{e(collector)}",collector_version="{e(collector_version)}"'
+            )
         counts[target_id] = counts.get(target_id, 0) + 1
-        host = hosts[pk] = f'host_id="{e(host_id)}",target="{e(target)}"'
-        info.append(
-            f'{{{host},hostname="{e(hostname or "")}",provider_kind="{e(kind)}",'
-            f'parent="{e(parent or "")}",hv_type="{e(hv_type or "")}",'
-            f'hypervisor_version="{e(version or "")}",arch="{e(arch or "")}",'
-            f'cpu_model="{e(cpu_model or "")}",collector="{e(collector)}",'
-            f'collector_version="{e(collector_version)}"}} 1'
-        )
+        # host_id and hostname are unique per provider: escaped, not cached.
+        host = hosts[pk] = f'host_id="{_escape(host_id)}",target="{target_labels[target_id]}"'
+        info.append(f'{{{host},hostname="{_escape(hostname or "")}",{tail}}} 1')
         state.append(f'{{{host},state="{e(host_state)}"}} 1')
         when = aware(collected_at)
-        collected.append("{" + host + "} " + _float(when.timestamp() if when else 0.0))
+        collected.append(f"{{{host}}} {_float(when.timestamp() if when else 0.0)}")
     return counts
 
 
 def _write_inventories(
     session: Session, lines: _Lines, label: _Labels, hosts: dict[int, str]
 ) -> None:
-    rows = session.execute(
+    rows = _stream(
+        session,
         select(
             _T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class, _T_INVENTORY.c.total,
             _T_INVENTORY.c.reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
             _T_INVENTORY.c.free, _T_INVENTORY.c.allocation_ratio,
-        ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class)
-    ).all()  # fmt: skip
-    u_total, u_reserved, u_used, u_capacity, u_free = (
-        lines[f"resmon_inventory_{name}_units"] for name in _FIELDS
-    )
-    b_total, b_reserved, b_used, b_capacity, b_free = (
-        lines[f"resmon_inventory_{name}_bytes"] for name in _FIELDS
-    )
+        ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class),
+    )  # fmt: skip
+    units_ = [lines[f"resmon_inventory_{name}_units"] for name in _FIELDS]
+    bytes_ = [lines[f"resmon_inventory_{name}_bytes"] for name in _FIELDS]
     ratio = lines["resmon_inventory_allocation_ratio"]
-    classes: dict[str, str] = {}
+    # Per class: its label, its factor to the exported unit and the families of that unit.
+    classes: dict[str, tuple[str, int, list[list[str]]]] = {}
     ratios: dict[float, str] = {}
     for host_pk, rc, total, reserved, used, capacity, free, allocation_ratio in rows:
-        rc_label = classes.get(rc)
-        if rc_label is None:
-            rc_label = classes[rc] = label(("resource_class",), (rc,))
-        key = "{" + hosts[host_pk] + "," + rc_label + "} "
-        convert = _TO_BYTES.get(rc)
-        if convert is None:
-            u_total.append(key + str(total))
-            u_reserved.append(key + str(reserved))
-            u_used.append(key + str(used))
-            u_capacity.append(key + str(capacity))
-            u_free.append(key + str(free))
-        else:
-            b_total.append(key + str(convert(total)))
-            b_reserved.append(key + str(convert(reserved)))
-            b_used.append(key + str(convert(used)))
-            b_capacity.append(key + str(convert(capacity)))
-            b_free.append(key + str(convert(free)))
+        known = classes.get(rc)
+        if known is None:
+            factor = _TO_BYTES.get(rc)
+            known = classes[rc] = (
+                label(("resource_class",), (rc,)),
+                factor or 1,
+                units_ if factor is None else bytes_,
+            )
+        rc_label, factor, (f_total, f_reserved, f_used, f_capacity, f_free) = known
+        key = f"{{{hosts[host_pk]},{rc_label}}} "
+        f_total.append(f"{key}{total * factor}")
+        f_reserved.append(f"{key}{reserved * factor}")
+        f_used.append(f"{key}{used * factor}")
+        f_capacity.append(f"{key}{capacity * factor}")
+        f_free.append(f"{key}{free * factor}")
         ratio_text = ratios.get(allocation_ratio)
         if ratio_text is None:
             ratio_text = ratios[allocation_ratio] = _float(allocation_ratio)
@@ -319,45 +337,58 @@ def _write_inventories(
 def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int, str]) -> None:
     label = _Labels()
     supported = lines["resmon_host_supported_instance_info"]
-    for host_pk, arch, hv_type, vm_mode in session.execute(
+    instances: dict[tuple[str, str, str], str] = {}
+    for host_pk, arch, hv_type, vm_mode in _stream(
+        session,
         select(
             _T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.arch,
             _T_SUPPORTEDINSTANCE.c.hv_type, _T_SUPPORTEDINSTANCE.c.vm_mode,
-        ).order_by(_T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.id)
-    ).all():  # fmt: skip
-        fragment = label(("arch", "hv_type", "vm_mode"), (arch, hv_type, vm_mode))
-        supported.append("{" + hosts[host_pk] + "," + fragment + "} 1")
+        ).order_by(_T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.id),
+    ):  # fmt: skip
+        fragment = instances.get((arch, hv_type, vm_mode))
+        if fragment is None:
+            fragment = instances[arch, hv_type, vm_mode] = label(
+                ("arch", "hv_type", "vm_mode"), (arch, hv_type, vm_mode)
+            )
+        supported.append(f"{{{hosts[host_pk]},{fragment}}} 1")
 
     cpus = lines["resmon_numa_cell_cpus"]
     memory = lines["resmon_numa_cell_memory_bytes"]
     memory_free = lines["resmon_numa_cell_memory_free_bytes"]
     pages = lines["resmon_numa_cell_huge_pages"]
     pages_free = lines["resmon_numa_cell_huge_pages_free"]
-    for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in session.execute(
+    decode = json.JSONDecoder().raw_decode
+    # Huge pages are read as JSON text on every backend (PostgreSQL's driver would otherwise
+    # decode each through the json module's Python layer): cells without any need no decoding.
+    for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in _stream(
+        session,
         select(
             _T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id, _T_NUMACELL.c.cpu_count,
             _T_NUMACELL.c.memory_bytes, _T_NUMACELL.c.free_memory_bytes,
-            type_coerce(_T_NUMACELL.c.huge_pages, Text),
-        ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id)
-    ).all():  # fmt: skip
-        cell = hosts[host_pk] + f',cell="{int(cell_id)}"'
-        key = "{" + cell + "} "
-        cpus.append(key + str(cpu_count))
+            cast(_T_NUMACELL.c.huge_pages, Text),
+        ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id),
+    ):  # fmt: skip
+        cell = f'{hosts[host_pk]},cell="{cell_id}"'
+        key = f"{{{cell}}} "
+        cpus.append(f"{key}{cpu_count}")
         if memory_bytes is not None:
-            memory.append(key + str(memory_bytes))
+            memory.append(f"{key}{memory_bytes}")
         if free_bytes is not None:
-            memory_free.append(key + str(free_bytes))
-        # Read as text: most cells have no huge pages and need no JSON decoding.
-        # (PostgreSQL's driver hands JSON back decoded already.)
-        if isinstance(huge_pages, str):
-            sizes = json.loads(huge_pages) if huge_pages != "{}" else {}
-        else:
-            sizes = huge_pages or {}
-        for size, count in sorted(sizes.items(), key=lambda kv: int(kv[0])):
-            page_key = "{" + cell + f',page_size_bytes="{int(size)}"' + "} "
-            pages.append(page_key + str(int(count.get("total") or 0)))
-            if count.get("free") is not None:
-                pages_free.append(page_key + str(int(count["free"])))
+            memory_free.append(f"{key}{free_bytes}")
+        if not huge_pages or huge_pages == "{}":
+            continue
+        sizes: dict[str, dict[str, int | None]] = decode(huge_pages.strip())[0] or {}
+        items = sorted(sizes.items(), key=_page_size) if len(sizes) > 1 else sizes.items()
+        for size, count in items:
+            page_key = f'{{{cell},page_size_bytes="{int(size)}"}} '
+            pages.append(f"{page_key}{int(count.get('total') or 0)}")
+            page_free = count.get("free")
+            if page_free is not None:
+                pages_free.append(f"{page_key}{int(page_free)}")
+
+
+def _page_size(item: tuple[str, Any]) -> int:
+    return int(item[0])
 
 
 def _write_anomalies(
