@@ -37,6 +37,7 @@ from resmon.contract import HostState, ProviderKind
 from resmon.store import Store, models
 
 from . import errors
+from ._candidates import CandidateIndex
 from ._landing import fleet_summary, render_landing
 from ._params import (
     decode_cursor,
@@ -52,7 +53,6 @@ from ._queries import (
     CandidateQuery,
     TargetStatus,
     aware,
-    candidates,
     inventories_of,
     target_statuses,
 )
@@ -378,6 +378,7 @@ def create_app(
     _install_error_handlers(app)
     auth = [Depends(_auth_dependency(api_tokens))]
     head_revision: list[str] = []
+    candidate_index = CandidateIndex()
 
     def statuses(session: Session) -> dict[int, TargetStatus]:
         return {t.id: t for t in target_statuses(session, stale_after_s=stale_after_s)}
@@ -605,27 +606,21 @@ def create_app(
         )  # fmt: skip
         with store.session() as session:
             targets = statuses(session)
-            fresh = None if include_stale else [t.id for t in targets.values() if not t.stale]
-            found = candidates(session, query, fresh)
-            pks = [c.host_pk for c in found]
-            rows = {
-                r.id: r
-                for r in session.execute(select(*_host_columns()).where(_H.c.id.in_(pks)))
-            } if pks else {}  # fmt: skip
-            inventories = inventories_of(session, pks)
+            fresh = None if include_stale else {t.id for t in targets.values() if not t.stale}
+            found = candidate_index.search(session, query, fresh)
         # Plain dicts straight to JSON: building models for hundreds of candidates would cost
-        # more than the query; CandidateList documents the shape and the schemathesis test
+        # more than the search; CandidateList documents the shape and the schemathesis test
         # checks the answers against it.
         out = []
-        for c in found:
-            r = rows[c.host_pk]
-            target = targets[r.target_id]
-            inv = inventories[c.host_pk]
+        for host in found:
+            target = targets[host.target_id]
+            inv = host.inventories
             out.append(
                 {
-                    "id": encode_host_ref(target.name, r.host_id), "target": target.name,
-                    "host_id": r.host_id, "hostname": r.hostname, "parent_id": r.parent_id,
-                    "hv_type": r.hv_type, "arch": r.arch, "stale": target.stale,
+                    "id": encode_host_ref(target.name, host.host_id), "target": target.name,
+                    "host_id": host.host_id, "hostname": host.hostname,
+                    "parent_id": host.parent_id, "hv_type": host.hv_type, "arch": host.arch,
+                    "stale": target.stale,
                     "resources": {
                         rc: {"requested": amount, "free": inv[rc]["free"],
                              "free_after": inv[rc]["free"] - amount}

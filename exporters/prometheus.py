@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from sqlalchemy import Row, Select, Text, cast, func, select
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -235,7 +235,7 @@ def _write_targets(
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 
-def _stream(session: Session, stmt: Select[Any]) -> Iterator[Row[Any]]:
+def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
     """The rows of ``stmt``, fetched a chunk at a time and never all held at once.
 
     Holding the ~70,000 rows of a large fleet at once (``.all()``) kept enough objects alive to

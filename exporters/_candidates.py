@@ -1,0 +1,258 @@
+"""An in-memory index of the rows candidate queries read, kept per API process.
+
+``GET /v1/candidates`` must answer in milliseconds over fleets of tens of thousands of hosts, and
+the SQL of :func:`exporters._queries.candidates` cannot: PostgreSQL misjudges how many rows the
+``min_unit``/``max_unit``/``step_size`` conditions keep, joins the whole fleet and sorts it. So
+each API process keeps the candidate-relevant rows of the up compute hosts in memory and answers
+from them, with exactly the rules and order of that SQL.
+
+It is a read-through cache, never a second source of truth:
+
+- Provider rows change only when a collection is stored, and every stored collection (a success,
+  which replaces the target's providers, or a failure) adds a ``collection_runs`` row in the same
+  transaction. A target's *generation* is the id of its latest run; every request reads the
+  generations (one indexed lookup per target) and reloads the targets whose generation moved.
+- A reload re-reads the generations after loading and retries when a collection was stored in
+  between, so the rows of a target always come from one committed state.
+- Staleness is not cached: the caller passes the targets that are fresh at request time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from resmon.store import models
+
+from ._queries import CandidateQuery
+
+__all__ = ["CandidateIndex", "IndexedHost", "target_generations"]
+
+_H = models.Host.__table__
+_INV = models.Inventory.__table__
+_TRAITS = models.HostTrait.__table__
+_SI = models.SupportedInstance.__table__
+_T = models.Target.__table__
+_RUNS = models.CollectionRun.__table__
+
+_Key = tuple[str, tuple[str, str, str] | None]
+#: Reloads of a target in one request before the rows read last are used as they are.
+_RELOAD_ATTEMPTS = 3
+
+
+def target_generations(session: Session) -> dict[int, int | None]:
+    """``{target id: id of its latest collection run}`` (None before the first one).
+
+    One lookup per target in ``ix_collection_runs_target_id_id``, however long the history.
+    """
+    latest = select(func.max(_RUNS.c.id)).where(_RUNS.c.target_id == _T.c.id).scalar_subquery()
+    return {target_id: run_id for target_id, run_id in session.execute(select(_T.c.id, latest))}
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class IndexedHost:
+    """An up compute host as a candidate query needs it.
+
+    ``inventories`` are the API's records ordered by resource class (shared by every answer;
+    never mutated); ``limits`` are ``(row id, free, min_unit, max_unit, step_size)`` per class.
+    """
+
+    pk: int
+    target_id: int
+    host_id: str
+    hostname: str | None
+    parent_id: str | None
+    hv_type: str | None
+    arch: str | None
+    traits: frozenset[str]
+    instances: frozenset[tuple[str, str, str]]
+    inventories: dict[str, dict[str, Any]]
+    limits: dict[str, tuple[int, int, int, int, int]]
+
+    def fits(self, resources: Iterable[tuple[str, int]]) -> bool:
+        """Placement's rules, as in the SQL: the host has every class, with ``amount`` free,
+        within ``min_unit..max_unit`` and a multiple of ``step_size``."""
+        for resource_class, amount in resources:
+            limit = self.limits.get(resource_class)
+            if limit is None:
+                return False
+            _row_id, free, min_unit, max_unit, step_size = limit
+            if free < amount or not _fits(amount, min_unit, max_unit, step_size):
+                return False
+        return True
+
+
+def _fits(amount: int, min_unit: int, max_unit: int, step_size: int) -> bool:
+    # A step size of 0 never fits (SQL's ``amount % 0`` is NULL, not 0).
+    return min_unit <= amount <= max_unit and step_size != 0 and amount % step_size == 0
+
+
+@dataclass
+class _Snapshot:
+    """The index at one set of generations; replaced whole, never changed in place."""
+
+    generations: dict[int, int | None] = field(default_factory=dict)
+    hosts: dict[int, list[IndexedHost]] = field(default_factory=dict)  # by target id
+    # Per (resource class, instance type or None for any): (free, inventory row id, host)
+    # sorted ascending, the order of ``ORDER BY free, id`` in the SQL; ``keys`` without hosts.
+    by_class: dict[_Key, list[tuple[int, int, IndexedHost]]] = field(default_factory=dict)
+    keys: dict[_Key, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+class CandidateIndex:
+    """Candidate search over an in-memory copy of the up compute hosts, per API process.
+
+    Thread-safe: readers use the snapshot current when they start; one reload runs at a time.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot = _Snapshot()
+        self._lock = threading.Lock()
+
+    def search(
+        self, session: Session, query: CandidateQuery, fresh_target_ids: Collection[int] | None
+    ) -> list[IndexedHost]:
+        """The hosts that fit ``query``, best first, at most ``query.limit``.
+
+        ``fresh_target_ids`` limits the search to those targets (None: all of them).
+        """
+        snapshot = self._current(session)
+        resource_class, amount = query.resources[0]
+        # Walk the hosts by the first class's free amount, as the SQL's index scan does, in
+        # the list of the instance type asked for (if any), from the first entry that has
+        # ``amount`` free; stop at ``limit`` fits.
+        key = (resource_class, query.instance)
+        entries = snapshot.by_class.get(key, [])
+        start = bisect.bisect_left(snapshot.keys.get(key, []), (amount, -1))
+        if query.order == "most_free":
+            walk: Iterable[tuple[int, int, IndexedHost]] = reversed(entries[start:])
+        else:
+            walk = entries[start:]
+        required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
+        found: list[IndexedHost] = []
+        for _free, _row_id, host in walk:
+            if fresh_target_ids is not None and host.target_id not in fresh_target_ids:
+                continue
+            if not required <= host.traits or not forbidden.isdisjoint(host.traits):
+                continue
+            _, _, min_unit, max_unit, step_size = host.limits[resource_class]
+            if not _fits(amount, min_unit, max_unit, step_size):
+                continue
+            if rest and not host.fits(rest):
+                continue
+            found.append(host)
+            if len(found) == query.limit:
+                break
+        return found
+
+    def _current(self, session: Session) -> _Snapshot:
+        snapshot = self._snapshot
+        if target_generations(session) == snapshot.generations:
+            return snapshot
+        with self._lock:  # one reload at a time; the others wait and then find it done
+            snapshot = self._snapshot
+            generations = target_generations(session)
+            for _ in range(_RELOAD_ATTEMPTS):
+                old = snapshot.generations
+                changed = [t for t, g in generations.items() if t not in old or old[t] != g]
+                if not changed and old.keys() == generations.keys():
+                    break
+                hosts = {t: h for t, h in snapshot.hosts.items() if t in generations}
+                hosts.update(_load(session, changed))
+                # Tagged with the generations read before loading: a collection stored while
+                # loading moves a generation, and the next round (or request) loads it again.
+                snapshot = _index(generations, hosts)
+                generations = target_generations(session)
+            self._snapshot = snapshot
+            return snapshot
+
+
+def _index(generations: dict[int, int | None], hosts: dict[int, list[IndexedHost]]) -> _Snapshot:
+    by_class: dict[_Key, list[tuple[int, int, IndexedHost]]] = {}
+    for target_hosts in hosts.values():
+        for host in target_hosts:
+            for resource_class, (row_id, free, *_rest) in host.limits.items():
+                entry = (free, row_id, host)
+                by_class.setdefault((resource_class, None), []).append(entry)
+                for instance in host.instances:
+                    by_class.setdefault((resource_class, instance), []).append(entry)
+    keys = {}
+    for key, entries in by_class.items():
+        entries.sort(key=lambda entry: (entry[0], entry[1]))
+        keys[key] = [(free, row_id) for free, row_id, _host in entries]
+    return _Snapshot(generations=generations, hosts=hosts, by_class=by_class, keys=keys)
+
+
+def _load(session: Session, target_ids: list[int]) -> dict[int, list[IndexedHost]]:
+    """The up compute hosts of ``target_ids`` with their inventories, traits and instances."""
+    out: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
+    if not target_ids:
+        return out
+    hosts = session.execute(
+        select(
+            _H.c.id, _H.c.target_id, _H.c.host_id, _H.c.hostname, _H.c.parent_id, _H.c.hv_type,
+            _H.c.arch,
+        )
+        .where(
+            _H.c.target_id.in_(target_ids),
+            _H.c.provider_kind == "compute_host",
+            _H.c.state == "up",
+        )
+        .order_by(_H.c.id)
+    ).all()  # fmt: skip
+    pks = select(_H.c.id).where(
+        _H.c.target_id.in_(target_ids), _H.c.provider_kind == "compute_host", _H.c.state == "up"
+    )
+    inventories: dict[int, dict[str, dict[str, Any]]] = {}
+    limits: dict[int, dict[str, tuple[int, int, int, int, int]]] = {}
+    for r in session.execute(
+        select(
+            _INV.c.host_pk, _INV.c.resource_class, _INV.c.id, _INV.c.total, _INV.c.reserved,
+            _INV.c.min_unit, _INV.c.max_unit, _INV.c.step_size, _INV.c.allocation_ratio,
+            _INV.c.used, _INV.c.capacity, _INV.c.free,
+        )
+        .where(_INV.c.host_pk.in_(pks))
+        .order_by(_INV.c.host_pk, _INV.c.resource_class)
+    ):  # fmt: skip
+        inventories.setdefault(r.host_pk, {})[r.resource_class] = {
+            "total": r.total, "reserved": r.reserved, "min_unit": r.min_unit,
+            "max_unit": r.max_unit, "step_size": r.step_size,
+            "allocation_ratio": r.allocation_ratio, "used": r.used, "capacity": r.capacity,
+            "free": r.free,
+        }  # fmt: skip
+        limits.setdefault(r.host_pk, {})[r.resource_class] = (
+            r.id,
+            r.free,
+            r.min_unit,
+            r.max_unit,
+            r.step_size,
+        )
+    traits: dict[int, set[str]] = {}
+    for host_pk, trait in session.execute(
+        select(_TRAITS.c.host_pk, _TRAITS.c.trait).where(_TRAITS.c.host_pk.in_(pks))
+    ):
+        traits.setdefault(host_pk, set()).add(trait)
+    instances: dict[int, set[tuple[str, str, str]]] = {}
+    for host_pk, arch, hv_type, vm_mode in session.execute(
+        select(_SI.c.host_pk, _SI.c.arch, _SI.c.hv_type, _SI.c.vm_mode).where(
+            _SI.c.host_pk.in_(pks)
+        )
+    ):
+        instances.setdefault(host_pk, set()).add((arch, hv_type, vm_mode))
+    for h in hosts:
+        out[h.target_id].append(
+            IndexedHost(
+                pk=h.id, target_id=h.target_id, host_id=h.host_id, hostname=h.hostname,
+                parent_id=h.parent_id, hv_type=h.hv_type, arch=h.arch,
+                traits=frozenset(traits.get(h.id, ())),
+                instances=frozenset(instances.get(h.id, ())),
+                inventories=inventories.get(h.id, {}), limits=limits.get(h.id, {}),
+            )
+        )  # fmt: skip
+    return out
