@@ -135,7 +135,33 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "Time this scrape spent reading the store.", ()),
 }  # fmt: skip
 
-_Lines = dict[str, list[str]]
+
+class _Lines:
+    """Sample lines per family, without the family name (``{labels} value``).
+
+    ``lines[name]`` is the family's open list; :meth:`flush` joins the open lists into chunks
+    (``name`` between lines), so that a large fleet's ~300,000 short strings are joined and freed
+    while still in the CPU cache instead of all at the end.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[str]] = {name: [] for name in METRICS}
+        self._chunks: dict[str, list[str]] = {name: [] for name in METRICS}
+
+    def __getitem__(self, name: str) -> list[str]:
+        return self._open[name]
+
+    def flush(self) -> None:
+        for name, lines in self._open.items():
+            if lines:
+                self._chunks[name].append(f"\n{name}".join(lines))
+                lines.clear()  # in place: writers hold the list
+
+    def text(self, name: str) -> str:
+        """The family's sample lines, newline-terminated, or "" when it has none."""
+        self.flush()
+        chunks = self._chunks[name]
+        return name + f"\n{name}".join(chunks) + "\n" if chunks else ""
 
 
 def _escape(value: str) -> str:
@@ -235,8 +261,9 @@ def _write_targets(
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 
-def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
-    """The rows of ``stmt``, fetched a chunk at a time and never all held at once.
+def _stream(session: Session, stmt: Select[Any], lines: _Lines) -> Iterator[Any]:
+    """The rows of ``stmt``, fetched a chunk at a time and never all held at once; the lines
+    written from each chunk are joined after it.
 
     Holding the ~70,000 rows of a large fleet at once (``.all()``) kept enough objects alive to
     set off full garbage collections in the middle of a render, which cost more than the
@@ -244,6 +271,7 @@ def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
     """
     for chunk in session.execute(stmt).partitions(_CHUNK_ROWS):
         yield from chunk
+        lines.flush()
 
 
 def _write_hosts(
@@ -263,6 +291,7 @@ def _write_hosts(
             _T_HOST.c.arch, _T_HOST.c.cpu_model, _T_HOST.c.collector_name,
             _T_HOST.c.collector_version,
         ).order_by(_T_HOST.c.id),
+        lines,
     )  # fmt: skip
     e = label.escape
     info = lines["resmon_host_info"]
@@ -305,6 +334,7 @@ def _write_inventories(
             _T_INVENTORY.c.reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
             _T_INVENTORY.c.free, _T_INVENTORY.c.allocation_ratio,
         ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class),
+        lines,
     )  # fmt: skip
     units_ = [lines[f"resmon_inventory_{name}_units"] for name in _FIELDS]
     bytes_ = [lines[f"resmon_inventory_{name}_bytes"] for name in _FIELDS]
@@ -344,6 +374,7 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
             _T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.arch,
             _T_SUPPORTEDINSTANCE.c.hv_type, _T_SUPPORTEDINSTANCE.c.vm_mode,
         ).order_by(_T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.id),
+        lines,
     ):  # fmt: skip
         fragment = instances.get((arch, hv_type, vm_mode))
         if fragment is None:
@@ -367,6 +398,7 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
             _T_NUMACELL.c.memory_bytes, _T_NUMACELL.c.free_memory_bytes,
             cast(_T_NUMACELL.c.huge_pages, Text),
         ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id),
+        lines,
     ):  # fmt: skip
         cell = f'{hosts[host_pk]},cell="{cell_id}"'
         key = f"{{{cell}}} "
@@ -414,14 +446,14 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     a failed scrape.
     """
     start = time.perf_counter()
-    lines: _Lines = {name: [] for name in METRICS}
+    lines = _Lines()
     try:
         with store.session() as session:
             _write(session, lines, datetime.now(UTC), stale_after_s)
         ok = "1"
     except SQLAlchemyError as exc:
         log.error("reading the store for /metrics failed: %s", exc)
-        lines = {name: [] for name in METRICS}
+        lines = _Lines()
         ok = "0"
     lines["resmon_exporter_store_success"].append(" " + ok)
     elapsed = time.perf_counter() - start
@@ -430,11 +462,7 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     for name, (kind, help_, _labels) in METRICS.items():
         text = help_ if name.startswith("resmon_exporter_") else help_ + _AS_OF
         out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
-        family = lines[name]
-        if family:
-            out.append(name)
-            out.append(f"\n{name}".join(family))
-            out.append("\n")
+        out.append(lines.text(name))
     return "".join(out).encode("utf-8")
 
 
