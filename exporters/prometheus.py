@@ -157,11 +157,14 @@ class _Lines:
                 self._chunks[name].append(f"\n{name}".join(lines))
                 lines.clear()  # in place: writers hold the list
 
-    def text(self, name: str) -> str:
-        """The family's sample lines, newline-terminated, or "" when it has none."""
+    def text(self, name: str) -> bytes:
+        """The family's sample lines, newline-terminated (empty when it has none), encoded.
+
+        Each family is taken out as it is encoded, so a large body is never held three times.
+        """
         self.flush()
-        chunks = self._chunks[name]
-        return name + f"\n{name}".join(chunks) + "\n" if chunks else ""
+        chunks = self._chunks.pop(name, [])
+        return (name + f"\n{name}".join(chunks) + "\n").encode() if chunks else b""
 
 
 def _escape(value: str) -> str:
@@ -458,12 +461,12 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     lines["resmon_exporter_store_success"].append(" " + ok)
     elapsed = time.perf_counter() - start
     lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(elapsed))
-    out: list[str] = []
+    out: list[bytes] = []
     for name, (kind, help_, _labels) in METRICS.items():
         text = help_ if name.startswith("resmon_exporter_") else help_ + _AS_OF
-        out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n")
+        out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n".encode())
         out.append(lines.text(name))
-    return "".join(out).encode("utf-8")
+    return b"".join(out)
 
 
 class StoreCollector(Collector):
