@@ -93,16 +93,20 @@ def _fits(amount: int, min_unit: int, max_unit: int, step_size: int) -> bool:
     return min_unit <= amount <= max_unit and step_size != 0 and amount % step_size == 0
 
 
+#: ``(free, inventory row id, host)``: sorted ascending, the order of ``ORDER BY free, id`` in
+#: the SQL (row ids are unique, so hosts are never compared).
+_Entry = tuple[int, int, IndexedHost]
+#: Per (resource class, instance type or None for any), the entries sorted ascending.
+_Entries = dict[_Key, list[_Entry]]
+
+
 @dataclass
 class _Snapshot:
     """The index at one set of generations; replaced whole, never changed in place."""
 
     generations: dict[int, int | None] = field(default_factory=dict)
-    hosts: dict[int, list[IndexedHost]] = field(default_factory=dict)  # by target id
-    # Per (resource class, instance type or None for any): (free, inventory row id, host)
-    # sorted ascending, the order of ``ORDER BY free, id`` in the SQL; ``keys`` without hosts.
-    by_class: dict[_Key, list[tuple[int, int, IndexedHost]]] = field(default_factory=dict)
-    keys: dict[_Key, list[tuple[int, int]]] = field(default_factory=dict)
+    targets: dict[int, _Entries] = field(default_factory=dict)  # by target id
+    entries: _Entries = field(default_factory=dict)  # every target's, merged
 
 
 class CandidateIndex:
@@ -127,16 +131,15 @@ class CandidateIndex:
         # Walk the hosts by the first class's free amount, as the SQL's index scan does, in
         # the list of the instance type asked for (if any), from the first entry that has
         # ``amount`` free; stop at ``limit`` fits.
-        key = (resource_class, query.instance)
-        entries = snapshot.by_class.get(key, [])
-        start = bisect.bisect_left(snapshot.keys.get(key, []), (amount, -1))
+        entries = snapshot.entries.get((resource_class, query.instance), [])
+        start = bisect.bisect_left(entries, amount, key=_free)
         if query.order == "most_free":
-            walk: Iterable[tuple[int, int, IndexedHost]] = reversed(entries[start:])
+            walk: Iterable[_Entry] = reversed(entries[start:])
         else:
             walk = entries[start:]
         required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
         found: list[IndexedHost] = []
-        for _free, _row_id, host in walk:
+        for _, _, host in walk:
             if fresh_target_ids is not None and host.target_id not in fresh_target_ids:
                 continue
             if not required <= host.traits or not forbidden.isdisjoint(host.traits):
@@ -163,37 +166,49 @@ class CandidateIndex:
                 changed = [t for t, g in generations.items() if t not in old or old[t] != g]
                 if not changed and old.keys() == generations.keys():
                     break
-                hosts = {t: h for t, h in snapshot.hosts.items() if t in generations}
-                hosts.update(_load(session, changed))
+                targets = {t: e for t, e in snapshot.targets.items() if t in generations}
+                targets.update(_load(session, changed))
                 # Tagged with the generations read before loading: a collection stored while
                 # loading moves a generation, and the next round (or request) loads it again.
-                snapshot = _index(generations, hosts)
+                snapshot = _merge(generations, targets)
                 generations = target_generations(session)
             self._snapshot = snapshot
             return snapshot
 
 
-def _index(generations: dict[int, int | None], hosts: dict[int, list[IndexedHost]]) -> _Snapshot:
-    by_class: dict[_Key, list[tuple[int, int, IndexedHost]]] = {}
-    for target_hosts in hosts.values():
-        for host in target_hosts:
-            for resource_class, (row_id, free, *_rest) in host.limits.items():
-                entry = (free, row_id, host)
-                by_class.setdefault((resource_class, None), []).append(entry)
-                for instance in host.instances:
-                    by_class.setdefault((resource_class, instance), []).append(entry)
-    keys = {}
-    for key, entries in by_class.items():
-        entries.sort(key=lambda entry: (entry[0], entry[1]))
-        keys[key] = [(free, row_id) for free, row_id, _host in entries]
-    return _Snapshot(generations=generations, hosts=hosts, by_class=by_class, keys=keys)
+def _free(entry: _Entry) -> int:
+    return entry[0]
 
 
-def _load(session: Session, target_ids: list[int]) -> dict[int, list[IndexedHost]]:
+def _merge(generations: dict[int, int | None], targets: dict[int, _Entries]) -> _Snapshot:
+    """The snapshot of ``targets``: their sorted entries merged (sort finds the sorted runs)."""
+    merged: _Entries = {}
+    for target_entries in targets.values():
+        for key, entries in target_entries.items():
+            merged.setdefault(key, []).extend(entries)
+    for entries in merged.values():
+        entries.sort()
+    return _Snapshot(generations=generations, targets=targets, entries=merged)
+
+
+def _entries(hosts: Iterable[IndexedHost]) -> _Entries:
+    out: _Entries = {}
+    for host in hosts:
+        for resource_class, (row_id, free, *_rest) in host.limits.items():
+            entry = (free, row_id, host)
+            out.setdefault((resource_class, None), []).append(entry)
+            for instance in host.instances:
+                out.setdefault((resource_class, instance), []).append(entry)
+    for entries in out.values():
+        entries.sort()
+    return out
+
+
+def _load(session: Session, target_ids: list[int]) -> dict[int, _Entries]:
     """The up compute hosts of ``target_ids`` with their inventories, traits and instances."""
-    out: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
     if not target_ids:
-        return out
+        return {}
+    out: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
     hosts = session.execute(
         select(
             _H.c.id, _H.c.target_id, _H.c.host_id, _H.c.hostname, _H.c.parent_id, _H.c.hv_type,
@@ -211,7 +226,8 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, list[IndexedHost
     )
     inventories: dict[int, dict[str, dict[str, Any]]] = {}
     limits: dict[int, dict[str, tuple[int, int, int, int, int]]] = {}
-    for r in session.execute(
+    for (host_pk, rc, row_id, total, reserved, min_unit, max_unit, step_size, ratio, used,
+         capacity, free) in session.execute(
         select(
             _INV.c.host_pk, _INV.c.resource_class, _INV.c.id, _INV.c.total, _INV.c.reserved,
             _INV.c.min_unit, _INV.c.max_unit, _INV.c.step_size, _INV.c.allocation_ratio,
@@ -219,40 +235,32 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, list[IndexedHost
         )
         .where(_INV.c.host_pk.in_(pks))
         .order_by(_INV.c.host_pk, _INV.c.resource_class)
-    ):  # fmt: skip
-        inventories.setdefault(r.host_pk, {})[r.resource_class] = {
-            "total": r.total, "reserved": r.reserved, "min_unit": r.min_unit,
-            "max_unit": r.max_unit, "step_size": r.step_size,
-            "allocation_ratio": r.allocation_ratio, "used": r.used, "capacity": r.capacity,
-            "free": r.free,
+    ).all():  # fmt: skip
+        inventories.setdefault(host_pk, {})[rc] = {
+            "total": total, "reserved": reserved, "min_unit": min_unit, "max_unit": max_unit,
+            "step_size": step_size, "allocation_ratio": ratio, "used": used,
+            "capacity": capacity, "free": free,
         }  # fmt: skip
-        limits.setdefault(r.host_pk, {})[r.resource_class] = (
-            r.id,
-            r.free,
-            r.min_unit,
-            r.max_unit,
-            r.step_size,
-        )
+        limits.setdefault(host_pk, {})[rc] = (row_id, free, min_unit, max_unit, step_size)
     traits: dict[int, set[str]] = {}
     for host_pk, trait in session.execute(
         select(_TRAITS.c.host_pk, _TRAITS.c.trait).where(_TRAITS.c.host_pk.in_(pks))
-    ):
+    ).all():
         traits.setdefault(host_pk, set()).add(trait)
     instances: dict[int, set[tuple[str, str, str]]] = {}
     for host_pk, arch, hv_type, vm_mode in session.execute(
         select(_SI.c.host_pk, _SI.c.arch, _SI.c.hv_type, _SI.c.vm_mode).where(
             _SI.c.host_pk.in_(pks)
         )
-    ):
+    ).all():
         instances.setdefault(host_pk, set()).add((arch, hv_type, vm_mode))
-    for h in hosts:
-        out[h.target_id].append(
+    for pk, target_id, host_id, hostname, parent_id, hv_type, arch in hosts:
+        out[target_id].append(
             IndexedHost(
-                pk=h.id, target_id=h.target_id, host_id=h.host_id, hostname=h.hostname,
-                parent_id=h.parent_id, hv_type=h.hv_type, arch=h.arch,
-                traits=frozenset(traits.get(h.id, ())),
-                instances=frozenset(instances.get(h.id, ())),
-                inventories=inventories.get(h.id, {}), limits=limits.get(h.id, {}),
+                pk=pk, target_id=target_id, host_id=host_id, hostname=hostname,
+                parent_id=parent_id, hv_type=hv_type, arch=arch,
+                traits=frozenset(traits.get(pk, ())), instances=frozenset(instances.get(pk, ())),
+                inventories=inventories.get(pk, {}), limits=limits.get(pk, {}),
             )
         )  # fmt: skip
-    return out
+    return {target_id: _entries(target_hosts) for target_id, target_hosts in out.items()}
