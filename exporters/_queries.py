@@ -162,6 +162,9 @@ def candidates(
     ``free ≥ amount``, ``min_unit ≤ amount ≤ max_unit`` and ``amount % step_size = 0``
     (Placement's rules), has every required trait and no forbidden one, and lists the
     supported instance. ``fresh_target_ids`` limits the search to those targets (None: all).
+
+    The query API answers from :class:`exporters._candidates.CandidateIndex` instead (this SQL
+    is too slow on PostgreSQL for large fleets); the tests hold the index to this statement.
     """
     stmt = _candidates_statement(query, fresh_target_ids)
     return [Candidate(r.id, r.target_id) for r in session.execute(stmt)]

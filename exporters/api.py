@@ -13,6 +13,11 @@ older than ``max(2 × the target's interval_s, stale_after_s or 0)`` seconds. St
 listed by ``/v1/hosts`` (with ``stale: true``) but left out of ``/v1/candidates`` unless
 ``include_stale=true``. Hosts whose state is not ``up`` are never candidates.
 
+Candidates are searched in a per-process in-memory index of the up compute hosts
+(:mod:`exporters._candidates`), checked against the store's latest collection run per target on
+every request and reloaded for the targets that were collected since; staleness is decided at
+request time. The answers are those of the SQL in :func:`exporters._queries.candidates`.
+
 Auth: when ``api_tokens`` is not empty, every route except ``/healthz``, ``/readyz`` and
 ``/openapi.json`` needs ``Authorization: Bearer <token>``, compared in constant time.
 """

@@ -105,18 +105,19 @@ def test_index_answers_as_the_sql_does(fleet: Store) -> None:
 
 def test_index_follows_stored_collections(fleet: Store) -> None:
     index = CandidateIndex()
-    query = CandidateQuery(resources=(("VCPU", 1),), limit=1000)
-    before, _ = both(fleet, index, query)
-    assert before
+    fresh_only = CandidateQuery(resources=(("VCPU", 1),), limit=1000)
+    with_stale = CandidateQuery(resources=(("VCPU", 1),), limit=1000, include_stale=True)
+    before = {query: both(fleet, index, query)[0] for query in (fresh_only, with_stale)}
+    assert all(before.values())
 
     # t0 collected again with other hosts: the index must drop and add accordingly.
     rng = random.Random(7)
     record(fleet, "t0", [varied_host(rng, f"t0-new{i}", "t0") for i in range(10)])
     # t1 fails: its hosts are stale now, so they drop out unless include_stale.
     record(fleet, "t1", [], error_kind="timeout", error_message="slow")
-    for query in (query, CandidateQuery(resources=(("VCPU", 1),), limit=1000, include_stale=True)):
+    for query in (fresh_only, with_stale):
         from_index, from_sql = both(fleet, index, query)
         assert from_index == from_sql
-        assert from_index != before
+        assert from_index != before[query]
     with fleet.session() as session:
         assert len(target_generations(session)) == 5
