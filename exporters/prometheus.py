@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from resmon.contract import units
 from resmon.store import Store, models
 
-from ._queries import TargetStatus, aware, target_statuses
+from ._queries import TargetStatus, target_statuses
 
 __all__ = ["CONTENT_TYPE", "FORBIDDEN_LABELS", "METRICS", "StoreCollector", "render_metrics"]
 
@@ -54,6 +54,8 @@ _T_ANOMALY = models.Anomaly.__table__
 _T_COLLECTIONRUN = models.CollectionRun.__table__
 _TO_BYTES: dict[str, int] = {"MEMORY_MB": units.MIB, "DISK_GB": units.GIB}
 _AS_OF = " As of the last collection."
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 #: Rows fetched per driver call: few enough that a chunk never sets off a full collection.
 _CHUNK_ROWS = 500
 _TARGET = ("collector", "target")
@@ -322,8 +324,10 @@ def _write_hosts(
         host = hosts[pk] = f'host_id="{_escape(host_id)}",target="{target_labels[target_id]}"'
         info.append(f'{{{host},hostname="{_escape(hostname or "")}",{tail}}} 1')
         state.append(f'{{{host},state="{e(host_state)}"}} 1')
-        when = aware(collected_at)
-        collected.append(f"{{{host}}} {_float(when.timestamp() if when else 0.0)}")
+        # Seconds since the epoch as datetime.timestamp() computes them; SQLite's naive values
+        # are UTC. A finite float, so repr() is what _float() would give.
+        since = collected_at - (_EPOCH if collected_at.tzinfo else _NAIVE_EPOCH)
+        collected.append(f"{{{host}}} {since.total_seconds()!r}")
     return counts
 
 
@@ -392,6 +396,7 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
     pages = lines["resmon_numa_cell_huge_pages"]
     pages_free = lines["resmon_numa_cell_huge_pages_free"]
     decode = json.JSONDecoder().raw_decode
+    page_sizes: dict[str, str] = {}  # JSON key -> label, checked to be an integer
     # Huge pages are read as JSON text on every backend (PostgreSQL's driver would otherwise
     # decode each through the json module's Python layer): cells without any need no decoding.
     for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in _stream(
@@ -403,8 +408,8 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
         ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id),
         lines,
     ):  # fmt: skip
-        cell = f'{hosts[host_pk]},cell="{cell_id}"'
-        key = f"{{{cell}}} "
+        host = hosts[host_pk]
+        key = f'{{{host},cell="{cell_id}"}} '
         cpus.append(f"{key}{cpu_count}")
         if memory_bytes is not None:
             memory.append(f"{key}{memory_bytes}")
@@ -415,7 +420,10 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
         sizes: dict[str, dict[str, int | None]] = decode(huge_pages.strip())[0] or {}
         items = sorted(sizes.items(), key=_page_size) if len(sizes) > 1 else sizes.items()
         for size, count in items:
-            page_key = f'{{{cell},page_size_bytes="{int(size)}"}} '
+            size_label = page_sizes.get(size)
+            if size_label is None:
+                size_label = page_sizes[size] = f'page_size_bytes="{int(size)}"'
+            page_key = f'{{{host},cell="{cell_id}",{size_label}}} '
             pages.append(f"{page_key}{int(count.get('total') or 0)}")
             page_free = count.get("free")
             if page_free is not None:
