@@ -12,8 +12,9 @@ It is a read-through cache, never a second source of truth:
   which replaces the target's providers, or a failure) adds a ``collection_runs`` row in the same
   transaction. A target's *generation* is the id of its latest run; every request reads the
   generations (one indexed lookup per target) and reloads the targets whose generation moved.
-- A reload re-reads the generations after loading and retries when a collection was stored in
-  between, so the rows of a target always come from one committed state.
+- A reload re-reads the generations after loading and loads again (up to three rounds) the
+  targets collected in between, so that a target's rows come from one committed state; if
+  collections keep landing, the next request loads again.
 - Staleness is not cached: the caller passes the targets that are fresh at request time.
 """
 

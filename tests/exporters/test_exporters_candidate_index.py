@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from exporters._candidates import CandidateIndex, target_generations
 from exporters._queries import CandidateQuery, candidates, target_statuses
@@ -121,3 +123,32 @@ def test_index_follows_stored_collections(fleet: Store) -> None:
         assert from_index != before[query]
     with fleet.session() as session:
         assert len(target_generations(session)) == 5
+
+
+def test_a_collection_stored_while_loading_is_loaded_again(
+    fleet: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exporters._candidates as module
+
+    load = module._load
+    stored: list[str] = []
+
+    def load_then_collect(session: Any, target_ids: list[int]) -> Any:
+        out = load(session, target_ids)
+        if not stored:  # t0 is collected again right after its rows were read
+            stored.append("t0")
+            rng = random.Random(11)
+            record(fleet, "t0", [varied_host(rng, f"t0-late{i}", "t0") for i in range(5)])
+        return out
+
+    monkeypatch.setattr(module, "_load", load_then_collect)
+    index = CandidateIndex()
+    query = CandidateQuery(resources=(("VCPU", 1),), limit=1000)
+    from_index, from_sql = both(fleet, index, query)
+    assert stored and from_index == from_sql
+    with fleet.session() as session:
+        late = {
+            pk
+            for (pk,) in session.execute(text("SELECT id FROM hosts WHERE host_id LIKE 't0-late%'"))
+        }
+    assert late and late & set(from_index) == late & set(from_sql)
