@@ -207,6 +207,9 @@ class _Labels:
 
 
 def _write(session: Session, lines: _Lines, now: datetime, stale_after_s: float | None) -> None:
+    # Each table is one statement: a collection stored in between can add providers whose rows
+    # the later statements see but the hosts statement did not; those are left to the next
+    # scrape rather than failing this one.
     label = _Labels()
     targets = target_statuses(session, now=now, stale_after_s=stale_after_s)
     by_id = {t.id: t for t in targets}
@@ -261,8 +264,12 @@ def _write_targets(
         lines["resmon_stale_hosts"].append(key + str(count if t.stale else 0))
     by_id = {t.id: t for t in targets}
     for target_id, kind, count in errors:
-        t = by_id[target_id]
-        fragment = label(("collector", "target", "kind"), (t.collector, t.name, kind or "unknown"))
+        errored = by_id.get(target_id)
+        if errored is None:  # a target stored after the targets were read (see _write)
+            continue
+        fragment = label(
+            ("collector", "target", "kind"), (errored.collector, errored.name, kind or "unknown")
+        )
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 
@@ -319,9 +326,12 @@ def _write_hosts(
                 f'arch="{e(arch or "")}",cpu_model="{e(cpu_model or "")}",'
                 f'collector="{e(collector)}",collector_version="{e(collector_version)}"'
             )
+        target = target_labels.get(target_id)
+        if target is None:  # a target stored after the targets were read (see _write)
+            continue
         counts[target_id] = counts.get(target_id, 0) + 1
         # host_id and hostname are unique per provider: escaped, not cached.
-        host = hosts[pk] = f'host_id="{_escape(host_id)}",target="{target_labels[target_id]}"'
+        host = hosts[pk] = f'host_id="{_escape(host_id)}",target="{target}"'
         info.append(f'{{{host},hostname="{_escape(hostname or "")}",{tail}}} 1')
         state.append(f'{{{host},state="{e(host_state)}"}} 1')
         # Seconds since the epoch as datetime.timestamp() computes them; SQLite's naive values
@@ -359,7 +369,10 @@ def _write_inventories(
                 units_ if factor is None else bytes_,
             )
         rc_label, factor, (f_total, f_reserved, f_used, f_capacity, f_free) = known
-        key = f"{{{hosts[host_pk]},{rc_label}}} "
+        host = hosts.get(host_pk)
+        if host is None:  # stored after the hosts were read (see _write)
+            continue
+        key = f"{{{host},{rc_label}}} "
         f_total.append(f"{key}{total * factor}")
         f_reserved.append(f"{key}{reserved * factor}")
         f_used.append(f"{key}{used * factor}")
@@ -388,7 +401,9 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
             fragment = instances[arch, hv_type, vm_mode] = label(
                 ("arch", "hv_type", "vm_mode"), (arch, hv_type, vm_mode)
             )
-        supported.append(f"{{{hosts[host_pk]},{fragment}}} 1")
+        host = hosts.get(host_pk)
+        if host is not None:
+            supported.append(f"{{{host},{fragment}}} 1")
 
     cpus = lines["resmon_numa_cell_cpus"]
     memory = lines["resmon_numa_cell_memory_bytes"]
@@ -408,7 +423,9 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
         ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id),
         lines,
     ):  # fmt: skip
-        host = hosts[host_pk]
+        host = hosts.get(host_pk)
+        if host is None:
+            continue
         key = f'{{{host},cell="{cell_id}"}} '
         cpus.append(f"{key}{cpu_count}")
         if memory_bytes is not None:
@@ -445,9 +462,9 @@ def _write_anomalies(
     )
     out = lines["resmon_anomalies"]
     for target_id, code, count in rows:
-        out.append(
-            "{" + label(("target", "code"), (targets[target_id].name, code)) + "} " + str(count)
-        )
+        target = targets.get(target_id)
+        if target is not None:  # else stored after the targets were read (see _write)
+            out.append("{" + label(("target", "code"), (target.name, code)) + "} " + str(count))
 
 
 def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes:
