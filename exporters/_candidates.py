@@ -11,11 +11,12 @@ It is a read-through cache, never a second source of truth:
 - Provider rows change only when a collection is stored, and every stored collection (a success,
   which replaces the target's providers, or a failure) adds a ``collection_runs`` row in the same
   transaction. A target's *generation* is the id of its latest run; every request reads the
-  generations (one indexed lookup per target) and reloads the targets whose generation moved.
+  generations with the target statuses (one indexed lookup per target) and reloads the targets
+  whose generation moved.
 - A reload re-reads the generations after loading and loads again (up to three rounds) the
   targets collected in between, so that a target's rows come from one committed state; if
   collections keep landing, the next request loads again.
-- Staleness is not cached: the caller passes the targets that are fresh at request time.
+- Staleness is not cached: it comes with the target statuses read for each request.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from resmon.store import models
 
-from ._queries import CandidateQuery
+from ._queries import CandidateQuery, TargetStatus, latest_run_id
 
 __all__ = ["CandidateIndex", "IndexedHost", "target_generations"]
 
@@ -40,7 +41,6 @@ _INV = models.Inventory.__table__
 _TRAITS = models.HostTrait.__table__
 _SI = models.SupportedInstance.__table__
 _T = models.Target.__table__
-_RUNS = models.CollectionRun.__table__
 
 _Key = tuple[str, tuple[str, str, str] | None]
 #: Reloads of a target in one request before the rows read last are used as they are.
@@ -48,12 +48,9 @@ _RELOAD_ATTEMPTS = 3
 
 
 def target_generations(session: Session) -> dict[int, int | None]:
-    """``{target id: id of its latest collection run}`` (None before the first one).
-
-    One lookup per target in ``ix_collection_runs_target_id_id``, however long the history.
-    """
-    latest = select(func.max(_RUNS.c.id)).where(_RUNS.c.target_id == _T.c.id).scalar_subquery()
-    return {target_id: run_id for target_id, run_id in session.execute(select(_T.c.id, latest))}
+    """``{target id: id of its latest collection run}`` (None before the first one)."""
+    rows = session.execute(select(_T.c.id, latest_run_id()))
+    return {target_id: run_id for target_id, run_id in rows}
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -121,13 +118,15 @@ class CandidateIndex:
         self._lock = threading.Lock()
 
     def search(
-        self, session: Session, query: CandidateQuery, fresh_target_ids: Collection[int] | None
+        self, session: Session, query: CandidateQuery, targets: Collection[TargetStatus]
     ) -> list[IndexedHost]:
         """The hosts that fit ``query``, best first, at most ``query.limit``.
 
-        ``fresh_target_ids`` limits the search to those targets (None: all of them).
+        ``targets`` are every target as just read (:func:`target_statuses`): their staleness
+        and generations. Hosts of stale targets fit only with ``query.include_stale``.
         """
-        snapshot = self._current(session)
+        snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
+        fresh_target_ids = None if query.include_stale else {t.id for t in targets if not t.stale}
         resource_class, amount = query.resources[0]
         # Walk the hosts by the first class's free amount, as the SQL's index scan does, in
         # the list of the instance type asked for (if any), from the first entry that has
@@ -155,9 +154,9 @@ class CandidateIndex:
                 break
         return found
 
-    def _current(self, session: Session) -> _Snapshot:
+    def _current(self, session: Session, generations: dict[int, int | None]) -> _Snapshot:
         snapshot = self._snapshot
-        if target_generations(session) == snapshot.generations:
+        if generations == snapshot.generations:
             return snapshot
         with self._lock:  # one reload at a time; the others wait and then find it done
             snapshot = self._snapshot

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, exists, func, literal, select
+from sqlalchemy import ScalarSelect, Select, and_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from resmon.store import models
@@ -35,6 +35,7 @@ INV = models.Inventory.__table__
 TRAITS = models.HostTrait.__table__
 SI = models.SupportedInstance.__table__
 T = models.Target.__table__
+RUNS = models.CollectionRun.__table__
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -61,6 +62,9 @@ class TargetStatus:
     last_duration_s: float | None
     consecutive_failures: int
     stale: bool
+    #: Id of the target's latest collection run (None before the first): its providers' rows
+    #: change only with a new run, so this is their generation.
+    last_run_id: int | None = None
 
 
 def is_stale(
@@ -76,6 +80,14 @@ def is_stale(
     return (now - last_success_at).total_seconds() > limit
 
 
+def latest_run_id() -> ScalarSelect[Any]:
+    """The latest collection run id of the target row in the enclosing query.
+
+    One lookup in ``ix_collection_runs_target_id_id`` per target, however long the history.
+    """
+    return select(func.max(RUNS.c.id)).where(RUNS.c.target_id == T.c.id).scalar_subquery()
+
+
 def target_statuses(
     session: Session, *, now: datetime | None = None, stale_after_s: float | None = None
 ) -> list[TargetStatus]:
@@ -86,6 +98,7 @@ def target_statuses(
             T.c.id, T.c.name, T.c.collector, T.c.url, T.c.interval_s, T.c.last_status,
             T.c.last_error_kind, T.c.last_error_message, T.c.last_attempt_at,
             T.c.last_success_at, T.c.last_duration_s, T.c.consecutive_failures,
+            latest_run_id().label("last_run_id"),
         ).order_by(T.c.name)
     )  # fmt: skip
     out = []
@@ -100,6 +113,7 @@ def target_statuses(
                 last_duration_s=r.last_duration_s,
                 consecutive_failures=r.consecutive_failures or 0,
                 stale=is_stale(r.last_status, success, float(r.interval_s), now, stale_after_s),
+                last_run_id=r.last_run_id,
             )
         )  # fmt: skip
     return out

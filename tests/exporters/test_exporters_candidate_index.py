@@ -88,7 +88,7 @@ def both(store: Store, index: CandidateIndex, query: CandidateQuery) -> tuple[li
     with store.session() as session:
         targets = target_statuses(session)
         fresh = None if query.include_stale else [t.id for t in targets if not t.stale]
-        from_index = [h.pk for h in index.search(session, query, fresh)]
+        from_index = [h.pk for h in index.search(session, query, targets)]
         from_sql = [c.host_pk for c in candidates(session, query, fresh)]
     return from_index, from_sql
 
