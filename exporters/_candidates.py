@@ -91,11 +91,20 @@ def _fits(amount: int, min_unit: int, max_unit: int, step_size: int) -> bool:
     return min_unit <= amount <= max_unit and step_size != 0 and amount % step_size == 0
 
 
-#: ``(free, inventory row id, host)``: sorted ascending, the order of ``ORDER BY free, id`` in
-#: the SQL (row ids are unique, so hosts are never compared).
-_Entry = tuple[int, int, IndexedHost]
+#: ``(free, inventory row id, host pk)``: sorted ascending, the order of ``ORDER BY free, id``
+#: in the SQL. Plain numbers, so that the garbage collector stops tracking them (with hosts in
+#: them, the ~60,000 entries of a 10,000-host fleet made every full collection longer).
+_Entry = tuple[int, int, int]
 #: Per (resource class, instance type or None for any), the entries sorted ascending.
 _Entries = dict[_Key, list[_Entry]]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One target's up compute hosts by pk, and their entries."""
+
+    hosts: dict[int, IndexedHost]
+    entries: _Entries
 
 
 @dataclass
@@ -103,8 +112,9 @@ class _Snapshot:
     """The index at one set of generations; replaced whole, never changed in place."""
 
     generations: dict[int, int | None] = field(default_factory=dict)
-    targets: dict[int, _Entries] = field(default_factory=dict)  # by target id
+    targets: dict[int, _Target] = field(default_factory=dict)  # by target id
     entries: _Entries = field(default_factory=dict)  # every target's, merged
+    hosts: dict[int, IndexedHost] = field(default_factory=dict)  # every target's, by pk
 
 
 class CandidateIndex:
@@ -138,8 +148,10 @@ class CandidateIndex:
         else:
             walk = entries[start:]
         required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
+        hosts = snapshot.hosts
         found: list[IndexedHost] = []
-        for _, _, host in walk:
+        for _, _, pk in walk:
+            host = hosts[pk]
             if fresh_target_ids is not None and host.target_id not in fresh_target_ids:
                 continue
             if not required <= host.traits or not forbidden.isdisjoint(host.traits):
@@ -180,31 +192,35 @@ def _free(entry: _Entry) -> int:
     return entry[0]
 
 
-def _merge(generations: dict[int, int | None], targets: dict[int, _Entries]) -> _Snapshot:
+def _merge(generations: dict[int, int | None], targets: dict[int, _Target]) -> _Snapshot:
     """The snapshot of ``targets``: their sorted entries merged (sort finds the sorted runs)."""
     merged: _Entries = {}
-    for target_entries in targets.values():
-        for key, entries in target_entries.items():
+    hosts: dict[int, IndexedHost] = {}
+    for target in targets.values():
+        hosts.update(target.hosts)
+        for key, entries in target.entries.items():
             merged.setdefault(key, []).extend(entries)
     for entries in merged.values():
         entries.sort()
-    return _Snapshot(generations=generations, targets=targets, entries=merged)
+    return _Snapshot(generations=generations, targets=targets, entries=merged, hosts=hosts)
 
 
-def _entries(hosts: Iterable[IndexedHost]) -> _Entries:
-    out: _Entries = {}
+def _target(hosts: Iterable[IndexedHost]) -> _Target:
+    by_pk: dict[int, IndexedHost] = {}
+    entries: _Entries = {}
     for host in hosts:
+        by_pk[host.pk] = host
         for resource_class, (row_id, free, *_rest) in host.limits.items():
-            entry = (free, row_id, host)
-            out.setdefault((resource_class, None), []).append(entry)
+            entry = (free, row_id, host.pk)
+            entries.setdefault((resource_class, None), []).append(entry)
             for instance in host.instances:
-                out.setdefault((resource_class, instance), []).append(entry)
-    for entries in out.values():
-        entries.sort()
-    return out
+                entries.setdefault((resource_class, instance), []).append(entry)
+    for sorted_entries in entries.values():
+        sorted_entries.sort()
+    return _Target(hosts=by_pk, entries=entries)
 
 
-def _load(session: Session, target_ids: list[int]) -> dict[int, _Entries]:
+def _load(session: Session, target_ids: list[int]) -> dict[int, _Target]:
     """The up compute hosts of ``target_ids`` with their inventories, traits and instances."""
     if not target_ids:
         return {}
@@ -263,4 +279,4 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, _Entries]:
                 inventories=inventories.get(pk, {}), limits=limits.get(pk, {}),
             )
         )  # fmt: skip
-    return {target_id: _entries(target_hosts) for target_id, target_hosts in out.items()}
+    return {target_id: _target(target_hosts) for target_id, target_hosts in out.items()}
