@@ -196,9 +196,14 @@ def _table(reports: Sequence[HostReport]) -> str:
             inv("VCPU"), inv("MEMORY_MB"), inv("DISK_GB"),
             ",".join(si.key for si in r.supported_instances) or "-",
         ))  # fmt: skip
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return _columns(rows)
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns, the first row being the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
@@ -221,8 +226,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     config = _load(args)
     if adhoc:
         config = ResmonConfig(resmon=config.resmon, targets=adhoc)
-    if args.dump_native:
-        args.dump_native.mkdir(parents=True, exist_ok=True)
     outcomes: list[CollectionOutcome] = []
     for target_config in config.targets:
         dump_dir = args.dump_native / target_config.name if args.dump_native else None
@@ -301,16 +304,15 @@ def cmd_targets(args: argparse.Namespace) -> int:
     store = _open_store(config)
     store.sync_targets([t.spec() for t in config.targets])
     rows = [("TARGET", "COLLECTOR", "STATUS", "LAST SUCCESS", "HOSTS", "ERROR")]
+    counts = store.host_counts()
     for t in store.targets():
         rows.append((
             t.name, t.collector, t.last_status,
             t.last_success_at.isoformat(timespec="seconds") if t.last_success_at else "-",
-            str(store.host_count(t.name)),
+            str(counts.get(t.name, 0)),
             f"{t.last_error_kind}: {t.last_error_message}" if t.last_error_kind else "",
         ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(_columns(rows))
     store.close()
     return 0
 

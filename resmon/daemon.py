@@ -43,6 +43,7 @@ class _Due:
 @dataclass
 class _Running:
     future: Future[tuple[CollectionOutcome, Collector | None]]
+    started: float  # time.monotonic() at submission
     deadline: float
     started_at: datetime
 
@@ -123,10 +124,10 @@ class Daemon:
     # -- one collection ---------------------------------------------------------------------
 
     def _start(self, target_config: TargetConfig) -> _Running:
-        started_at = datetime.now(UTC)
+        started_at, started = datetime.now(UTC), time.monotonic()
         future = self._pool.submit(self._collect, target_config)
-        deadline = time.monotonic() + target_config.timeout_s + GRACE_S
-        return _Running(future=future, deadline=deadline, started_at=started_at)
+        deadline = started + target_config.timeout_s + GRACE_S
+        return _Running(future=future, started=started, deadline=deadline, started_at=started_at)
 
     def _collect(self, target_config: TargetConfig) -> tuple[CollectionOutcome, Collector | None]:
         started_at = datetime.now(UTC)
@@ -173,8 +174,7 @@ class Daemon:
                     target=name,
                     collector=target_config.collector,
                     started_at=job.started_at,
-                    duration_s=time.monotonic()
-                    - (job.deadline - target_config.timeout_s - GRACE_S),
+                    duration_s=time.monotonic() - job.started,
                     error_kind=error.kind,
                     error_message=error.message,
                 )

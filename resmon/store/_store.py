@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -365,12 +365,15 @@ class Store:
         with self.session() as session:
             return list(session.scalars(select(models.Target).order_by(models.Target.name)))
 
-    def host_count(self, target_name: str | None = None) -> int:
+    def host_counts(self) -> dict[str, int]:
+        """Providers currently stored per target name (targets without any are absent)."""
         with self.session() as session:
-            query = select(models.Host.id)
-            if target_name is not None:
-                query = query.join(models.Target).where(models.Target.name == target_name)
-            return len(session.scalars(query).all())
+            rows = session.execute(
+                select(models.Target.name, func.count(models.Host.id))
+                .join(models.Host, models.Host.target_id == models.Target.id)
+                .group_by(models.Target.name)
+            )
+            return {name: count for name, count in rows}
 
     def runs(self, target_name: str) -> list[models.CollectionRun]:
         with self.session() as session:

@@ -77,6 +77,8 @@ def test_run_once_stores_successes_and_failures(
     assert main(["targets", "--config", str(path)]) == 0
     table = capsys.readouterr().out
     assert "good" in table and "success" in table and "unreachable: told to fail" in table
+    good_row = next(line for line in table.splitlines() if line.startswith("good "))
+    assert good_row.split()[4] == "2", "the good target holds two providers"
 
 
 def test_collect_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
