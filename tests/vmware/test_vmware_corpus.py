@@ -20,6 +20,7 @@ import yaml
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
 from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.policy import TargetPolicy, apply_policy
 from resmon.validation import check_batch
 
 NS = "{urn:vim25}"
@@ -159,6 +160,9 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     # quickStats.overallMemoryUsage = 5986 MiB.
     assert host.memory.used_bytes == 5986 * 1048576 == 6276775936
     assert host.memory.free_bytes == 17178767360 - 6276775936
+    # quickStats.overallCpuUsage = 3062 MHz, observed next to the same memory figure.
+    assert host.observed is not None and host.observed.cpu_used_mhz == 3062
+    assert host.observed.memory_used_bytes == 6276775936
     vcpu, mem = host.inventory("VCPU"), host.inventory("MEMORY_MB")
     assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
     # 17178767360 / 2**20 = 16382.95...: whole MiB only.
@@ -224,12 +228,14 @@ def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
     host = next(o for o in inventory.objects if o.type == "HostSystem")
     changed = NativeObject(host.type, host.moref, {**host.props, "runtime.inMaintenanceMode": True})
     objects = [changed if o is host else o for o in inventory.objects]
-    reports = normalise(
+    facts = normalise(
         Inventory(about={}, objects=objects),
         target="vcenter",
         collector=CollectorInfo(name="vmware", version="test"),
         collected_at=datetime(2023, 12, 14, tzinfo=UTC),
     )
+    # Capacity 0 for a host that is not up is the core's rule, applied with the policy.
+    reports, _ = apply_policy(facts, TargetPolicy.defaults())
     report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
     assert report.state is HostState.MAINTENANCE
     assert "COMPUTE_STATUS_DISABLED" in report.traits
