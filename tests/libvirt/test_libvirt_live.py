@@ -7,7 +7,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from collectors.libvirt._errors import (  # noqa: E402
 from resmon.contract import (  # noqa: E402
     AuthenticationFailed,
     CollectorInfo,
+    HostReport,
     InvalidNativeData,
     Target,
     TargetTimeout,
@@ -258,3 +259,10 @@ def test_hung_daemon_times_out(silent_server: int) -> None:
     with pytest.raises(TargetTimeout, match="no answer within 1s"):
         collect(target(f"qemu+tcp://127.0.0.1:{silent_server}/system", timeout_s=1))
     assert time.monotonic() - start < 10
+
+
+def test_policy_changes_capacity_the_same_way(
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    facts = collect(target("test:///default"))
+    assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= check_policy_applies_uniformly(facts)

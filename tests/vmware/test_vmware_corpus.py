@@ -8,6 +8,7 @@ dicts the collector builds from a PropertyCollector pass, and the numbers are ch
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
 from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
-from resmon.policy import TargetPolicy, apply_policy
+from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
 from resmon.validation import check_batch
 
 NS = "{urn:vim25}"
@@ -267,3 +268,21 @@ def test_bad_native_values_are_invalid_native_data(
             collector=CollectorInfo(name="vmware", version="test"),
             collected_at=datetime(2023, 12, 14, tzinfo=UTC),
         )
+
+
+def test_policy_changes_capacity_the_same_way(
+    reports: list[HostReport],
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    assert check_policy_applies_uniformly(reports) == {"VCPU", "MEMORY_MB"}
+    # The cluster reserves what its member host reserves, once; its ratio is the policy's.
+    settled, _ = apply_policy(
+        reports, resolve_policy(PolicyTable(reserved_host_memory_mb=1024), None)
+    )
+    host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    cluster = next(r for r in settled if r.provider_kind is ProviderKind.CLUSTER)
+    host_memory, cluster_memory = host.inventory("MEMORY_MB"), cluster.inventory("MEMORY_MB")
+    assert host_memory is not None and cluster_memory is not None
+    assert cluster_memory.operator_reserved == host_memory.operator_reserved == 1024
+    assert cluster_memory.reserved == host_memory.reserved
+    assert cluster_memory.allocation_ratio == 1.0

@@ -7,7 +7,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -377,3 +377,12 @@ def test_concurrent_collectors_share_nothing(vpx: vcsim.Simulator) -> None:
     for t in threads:
         t.join()
     assert results == [22, 22, 22]
+
+
+def test_policy_changes_capacity_the_same_way(
+    vpx: vcsim.Simulator,
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    with VmwareCollector.from_target(target_for(vpx), logger=LOG) as collector:
+        facts = collector.collect()
+    assert check_policy_applies_uniformly(facts) == {"VCPU", "MEMORY_MB"}
