@@ -305,15 +305,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resmon.daemon import ApiBindError, Daemon, start_api_server
+    from resmon.daemon import ApiBindError, Daemon, install_stop_signals, start_api_server
 
+    stop_event = threading.Event()
+    if not args.once:  # first: a SIGTERM during start-up must stop the daemon, not kill it
+        install_stop_signals(stop_event)
     config = _load(args)
     errors = _check_targets(config)
     if errors:
         raise ConfigError("invalid targets:\n  " + "\n  ".join(errors))
     store = _open_store(config)
     address = None if args.once or args.no_serve else config.resmon.listen_address()
-    daemon = Daemon(config, store)
+    daemon = Daemon(config, store, stop_event=stop_event)
     if args.once:
         outcomes = daemon.run(once=True)
         for o in outcomes:
@@ -322,7 +325,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{o.target}: {status} ({len(o.reports)} providers, {hosts} compute hosts, "
                   f"{o.duration_s:.3f}s) -> {config.resmon.database_url}")  # fmt: skip
         return _print_failures(outcomes) if any(not o.ok for o in outcomes) else 0
-    daemon.install_signal_handlers()
     server = None
     if address is not None:
         try:

@@ -33,7 +33,7 @@ from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
 from resmon.store import Store, StoreWriter
 
-__all__ = ["ApiBindError", "Daemon", "start_api_server"]
+__all__ = ["ApiBindError", "Daemon", "install_stop_signals", "start_api_server"]
 
 log = logging.getLogger("resmon.daemon")
 
@@ -112,6 +112,17 @@ class _WorkerPool:
             self._jobs.put(None)
 
 
+def install_stop_signals(stop_event: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop_event`` (the daemon's loop sees it within a tick)."""
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
 class Daemon:
     """Periodic collection of the configured targets into ``store``."""
 
@@ -121,11 +132,13 @@ class Daemon:
         store: Store,
         *,
         on_outcome: Callable[[CollectionOutcome], None] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.on_outcome = on_outcome
-        self.stop_event = threading.Event()
+        #: Set to stop (a signal handler installed before the daemon existed may set it).
+        self.stop_event = stop_event or threading.Event()
         #: Set on anything the scheduling loop must look at now (a collection ended, a stop).
         self._wake = threading.Event()
         self._targets: dict[str, TargetConfig] = {t.name: t for t in config.targets}
@@ -137,15 +150,7 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        def _stop(signum: int, _frame: FrameType | None) -> None:
-            log.info(
-                "received %s, stopping within %gs",
-                signal.Signals(signum).name, self.config.resmon.shutdown_grace_s,
-            )  # fmt: skip
-            self.stop()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        install_stop_signals(self.stop_event)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -213,7 +218,9 @@ class Daemon:
 
     def _stop(self, running: dict[str, _Running]) -> None:
         """Within the grace: store what finishes, drop what does not, release everything."""
-        grace_end = time.monotonic() + self.config.resmon.shutdown_grace_s
+        grace_s = self.config.resmon.shutdown_grace_s
+        log.info("stopping within %gs (%d collections running)", grace_s, len(running))
+        grace_end = time.monotonic() + grace_s
         while running and time.monotonic() < grace_end:
             self._reap(running)
             if running:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
@@ -161,15 +162,16 @@ class _Guard:
         self._lock = threading.Lock()
         self._operations: dict[int, float] = {}  # id of the operation -> monotonic start
         self._next_id = 0
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
         self._health = StoreHealth(True, None, None, None)
         self._watchdog: threading.Thread | None = None
         self._closed = threading.Event()
         event.listen(engine, "connect", self._on_connect)
 
-    def _on_connect(self, dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The pool's record, not the DBAPI connection (sqlite3's cannot be weakly referenced).
         with self._lock:
-            self._connections.add(dbapi_connection)
+            self._connections.add(record)
 
     @contextmanager
     def operation(self) -> Iterator[None]:
@@ -227,8 +229,11 @@ class _Guard:
     def interrupt(self) -> None:
         """Make every call blocked on one of the engine's connections fail now."""
         with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
+            records = list(self._connections)
+        for record in records:
+            connection = record.dbapi_connection
+            if connection is None:
+                continue
             try:
                 if hasattr(connection, "interrupt"):  # sqlite3: abort the running statement
                     connection.interrupt()
