@@ -213,11 +213,11 @@ def _open_store(config: ResmonConfig) -> Store:
     from sqlalchemy.exc import SQLAlchemyError
 
     url = config.resmon.database_url
-    setting = f"[resmon] database_url {redact_url(url)!r}"
     try:
         store = Store(url, timeout_s=config.resmon.database_timeout_s)
     except StoreError as exc:
-        raise StoreError(f"{setting}: {_first_line(exc.__cause__ or exc)}") from None
+        raise StoreError(f"[resmon] {_first_line(exc)}") from None
+    setting = f"[resmon] database_url {redact_url(url)!r}"
     try:
         store.upgrade()
     except (SQLAlchemyError, CommandError, OSError) as exc:

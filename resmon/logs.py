@@ -89,3 +89,5 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     )
     root.addHandler(_handler)
     root.setLevel(level.upper())
+    # Alembic narrates every plugin it loads at info; its lines matter only when debugging.
+    logging.getLogger("alembic").setLevel("DEBUG" if level.upper() == "DEBUG" else "WARNING")

@@ -102,8 +102,12 @@ def create_store_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> En
     """An engine whose connects, pool checkouts and statements are bounded by ``timeout_s``."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
+    except ArgumentError:
+        raise StoreError(
+            "database_url is not valid: expected DIALECT[+DRIVER]://..., e.g. "
+            "sqlite:///var/lib/resmon/resmon.db or postgresql+psycopg://resmon@db-host/resmon"
+        ) from None
+    shown = repr(redact_url(parsed))
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -121,11 +125,10 @@ def create_store_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> En
             parsed, pool_pre_ping=True, pool_timeout=timeout_s, connect_args=connect_args
         )
     except (ArgumentError, ImportError) as exc:  # unknown scheme or driver not installed
-        raise StoreError(f"database URL {redact_url(parsed)!r} cannot be used: {exc}") from None
+        raise StoreError(f"database_url {shown}: cannot be used: {exc}") from None
     except OSError as exc:
         raise StoreError(
-            f"database URL {redact_url(parsed)!r}: cannot create the database's directory: "
-            f"{exc.strerror}"
+            f"database_url {shown}: cannot create the database's directory: {exc.strerror}"
         ) from None
 
 
