@@ -12,6 +12,7 @@ Messages carry what the target said, never the credentials we sent.
 
 from __future__ import annotations
 
+import http.client
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -152,6 +153,12 @@ def _tls_error(exc: requests.exceptions.SSLError, target: str | None) -> Collect
     )
 
 
+def _not_http(exc: requests.exceptions.ConnectionError) -> bool:
+    """urllib3 wraps what http.client could not parse (``BadStatusLine``...) in its args."""
+    inner = exc.args[0] if exc.args else None
+    return any(isinstance(arg, http.client.HTTPException) for arg in getattr(inner, "args", ()))
+
+
 def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
     """The contract error for one native exception, or None when it is not a native one."""
     # pywinrm, most specific first.
@@ -181,6 +188,12 @@ def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
         code = exc.response.status_code if exc.response is not None else 0
         return _http_status_error(code, f"HTTP {code}", target)
     if isinstance(exc, requests.exceptions.ConnectionError):
+        if _not_http(exc):
+            return TargetUnreachable(
+                f"protocol error: the port did not answer with HTTP (is it a WinRM listener?): "
+                f"{_first_lines(str(exc), 300)}",
+                target=target,
+            )
         return TargetUnreachable(f"cannot connect: {_first_lines(str(exc), 300)}", target=target)
     if isinstance(
         exc,
