@@ -405,8 +405,11 @@ def create_app(
         """The database answers and is migrated to the revision this version needs."""
         if not head_revision:
             head_revision.append(_head_revision())
+        if store.outage() is not None:  # it failed moments ago: no need to wait for it again
+            raise ApiError(503, errors.STORE_UNAVAILABLE, "the database did not answer")
         try:
-            with store.engine.connect() as conn:
+            with store.session() as session:
+                conn = session.connection()
                 conn.execute(text("SELECT 1"))
                 migrated = inspect(conn).has_table("alembic_version")
                 current = (

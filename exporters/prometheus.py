@@ -155,6 +155,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "1 when this scrape could read the store, 0 when the database failed.", ()),
     "resmon_exporter_store_read_duration_seconds": (
         "gauge", "Time this scrape spent reading the store.", ()),
+    "resmon_exporter_store_up": (
+        "gauge", "1 when this process's last database operation succeeded (its writes "
+        "included), 0 while the database is unavailable.", ()),
+    "resmon_exporter_store_last_error_timestamp_seconds": (
+        "gauge", "When this process last found the database unavailable (0: never).", ()),
 }  # fmt: skip
 
 
@@ -533,6 +538,10 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     lines["resmon_exporter_store_success"].append(" " + ok)
     elapsed = time.perf_counter() - start
     lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(elapsed))
+    health = store.health()
+    lines["resmon_exporter_store_up"].append(" 1" if health.up else " 0")
+    error_at = health.last_error_at.timestamp() if health.last_error_at else 0.0
+    lines["resmon_exporter_store_last_error_timestamp_seconds"].append(" " + _float(error_at))
     out: list[bytes] = []
     for name, (kind, help_, _labels) in METRICS.items():
         text = help_ if name.startswith("resmon_exporter_") else help_ + _AS_OF

@@ -74,7 +74,8 @@ class TargetConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")]
     collector: Annotated[str, Field(min_length=1, max_length=64)]
     url: Annotated[str, Field(min_length=1, max_length=2048)]
-    interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    #: At least a second: shorter would only measure the hypervisor's and the database's load.
+    interval_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     username: str | None = None
     password_env: str | None = None
@@ -156,6 +157,10 @@ class DaemonSettings(_Strict):
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     max_workers: Annotated[int, Field(ge=1, le=256)] = 8
     stale_after_s: Annotated[float | None, Field(gt=0)] = None
+    #: Bound of every database call (connect, pool checkout, statement, one collection's write).
+    database_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 10.0
+    #: On SIGTERM: how long finished collections may take to be stored and running ones to end.
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     api_tokens_env: list[str] = Field(default_factory=list)
     api_tokens_file: Path | None = None
     policy: PolicyTable = Field(default_factory=PolicyTable)

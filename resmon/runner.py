@@ -146,11 +146,11 @@ def collect_target(
         outcome.error_kind, outcome.error_message = violation.kind, str(violation)
     outcome.duration_s = time.perf_counter() - start
     if outcome.ok:
-        logger.info("collected %d providers in %.3fs", len(outcome.reports), outcome.duration_s)
+        logger.debug("collected %d providers in %.3fs", len(outcome.reports), outcome.duration_s)
         return outcome, collector
     outcome.reports = []
     outcome.anomalies = {}
-    logger.warning("collection failed (%s): %s", outcome.error_kind, outcome.error_message)
+    logger.debug("collection failed (%s): %s", outcome.error_kind, outcome.error_message)
     if collector is not None:
         _close_quietly(collector, logger)
     return outcome, None
