@@ -45,7 +45,10 @@ Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 #: sends without any timeout).
 API_VERSION = "vim.version.version11"
 _SUPPORTED_API_TYPES = {"VirtualCenter", "HostAgent"}
-_VIEW_TYPES = [vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine]
+_VIEW_TYPES = [
+    vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine, vim.Folder,
+    vim.Datacenter,
+]  # fmt: skip
 _PC = vmodl.query.PropertyCollector
 
 

@@ -17,6 +17,13 @@ Choices a reader of the reports should know:
   one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice.
+- ``MEMORY_MB``'s ``hypervisor_reserved`` is the memory ESXi reserves for its own resource pools
+  (``config.systemResources``: the children of ``host`` except ``host/user``, where VMs live;
+  ``host/system`` is the vmkernel). Their CPU reservations are in MHz and spread over every CPU,
+  so they are not whole VCPUs and VCPU reserves nothing.
+- Facts of schema 1.1: ``boot_time`` (``runtime.bootTime``), ``health`` (``overallStatus``),
+  ``location`` (the datacenter and cluster names), ``instance_states`` (VMs that are not
+  templates, per power state) and, for datastores, ``storage`` (``summary.uncommitted``).
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
   templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
   from ``summary.quickStats``.
@@ -29,7 +36,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import os_traits
@@ -38,17 +45,21 @@ from resmon.contract import (
     Anomaly,
     CollectorInfo,
     Cpu,
+    Health,
     HostIdentity,
     HostReport,
     HostState,
     Hypervisor,
     InstanceAllocation,
+    InstanceStates,
     InvalidNativeData,
     Inventory,
+    Location,
     Memory,
     ObservedUsage,
     ProviderKind,
     RunningInstances,
+    SharedStorageUsage,
     SupportedInstance,
     units,
     vocabulary,
@@ -68,6 +79,17 @@ _HOST_CONNECTION_STATES = {
 }
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
+#: ManagedEntityStatus → health.
+_HEALTH = {
+    "green": Health.OK,
+    "yellow": Health.WARNING,
+    "red": Health.CRITICAL,
+    "gray": Health.UNKNOWN,
+}
+#: VirtualMachinePowerState → the schema's instance state counter.
+_POWER_STATES = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
+#: The resource pool under ``host`` that holds the VMs; every other one is ESXi's own.
+_USER_POOL = "host/user"
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
 
 
@@ -126,6 +148,92 @@ def _anomaly(code: str, field: str, message: str, raw: object = None) -> Anomaly
     return Anomaly(
         code=code, field=field, message=message, raw_value=None if raw is None else str(raw)[:1000]
     )
+
+
+def _health(props: _Props) -> Health | None:
+    status = props.text("overallStatus")
+    if status is None:
+        return None
+    return _HEALTH.get(status, Health.UNKNOWN)
+
+
+def _boot_time(props: _Props) -> datetime | None:
+    text = props.text("runtime.bootTime")
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise props._bad("runtime.bootTime", text, "an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _system_reserved_mib(props: _Props) -> int:
+    """Memory (MB, i.e. MiB) reserved by ESXi's own top-level resource pools."""
+    tree = props.obj.props.get("config.systemResources")
+    if tree is None:
+        return 0
+    if not isinstance(tree, Mapping):
+        raise props._bad("config.systemResources", tree, "an object")
+    total = 0
+    for child in tree.get("child") or []:
+        if not isinstance(child, Mapping):
+            raise props._bad("config.systemResources.child", child, "a list of objects")
+        if child.get("key") == _USER_POOL:
+            continue
+        config = child.get("config") or {}
+        allocation = config.get("memoryAllocation") if isinstance(config, Mapping) else None
+        reservation = allocation.get("reservation") if isinstance(allocation, Mapping) else None
+        if reservation is None:
+            continue
+        if isinstance(reservation, bool) or not isinstance(reservation, int):
+            raise props._bad(
+                f"config.systemResources[{child.get('key')}].memoryAllocation.reservation",
+                reservation,
+                "an integer",
+            )
+        total += max(reservation, 0)
+    return total
+
+
+def _datacenter_names(inventory: NativeInventory) -> dict[str, str]:
+    """Datacenter name per managed object below it, following ``parent`` links."""
+    parents = {
+        o.moref: parent
+        for o in inventory.objects
+        if isinstance(parent := o.props.get("parent"), str)
+    }
+    names = {
+        dc.moref: _Props(dc).text("name") or dc.moref for dc in inventory.of_type("Datacenter")
+    }
+    found: dict[str, str] = {}
+    for moref in parents:
+        node: str | None = moref
+        for _ in range(64):  # folders nest, but never this deep
+            if node is None or node in names:
+                break
+            node = parents.get(node)
+        if node is not None and node in names:
+            found[moref] = names[node]
+    return found
+
+
+def _location(datacenter: str | None, cluster: str | None) -> Location | None:
+    if datacenter is None and cluster is None:
+        return None
+    return Location(datacenter=datacenter, cluster=cluster)
+
+
+def _instance_states(inventory: NativeInventory) -> dict[str, InstanceStates]:
+    """VMs that are not templates, per host moref and power state."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for vm in inventory.of_type("VirtualMachine"):
+        props = _Props(vm)
+        host = props.text("runtime.host")
+        if host is None or props.flag("summary.config.template"):
+            continue
+        counts[host][_POWER_STATES.get(props.text("runtime.powerState") or "", "other")] += 1
+    return {host: InstanceStates(**counter) for host, counter in counts.items()}
 
 
 def host_state(props: _Props) -> HostState:
@@ -250,6 +358,8 @@ def _host_report(
     parent_id: str | None,
     allocations: _Allocations,
     instance_details: dict[str, str],
+    location: Location | None,
+    instance_states: InstanceStates | None,
     collected_at: datetime,
     collector: CollectorInfo,
     anomalies: list[Anomaly],
@@ -337,6 +447,7 @@ def _host_report(
             Inventory(
                 resource_class="MEMORY_MB",
                 total=memory_mib,
+                hypervisor_reserved=_system_reserved_mib(props),
                 max_unit=max(memory_mib, 1),
                 used=allocations.memory_mib if up else 0,
             )
@@ -371,6 +482,10 @@ def _host_report(
         ],
         running_instances=RunningInstances.from_instances(allocations.instances),
         observed=observed,
+        boot_time=_boot_time(props),
+        health=_health(props),
+        location=location,
+        instance_states=instance_states,
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -405,6 +520,7 @@ def _cluster_report(
     members: list[_HostResult],
     *,
     target: str,
+    datacenter: str | None,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
@@ -444,6 +560,7 @@ def _cluster_report(
         inventories=inventories,
         traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
         observed=observed,
+        location=_location(datacenter, _Props(cluster).text("name")),
         collected_at=collected_at,
         collector=collector,
     )
@@ -512,9 +629,22 @@ def _datastore_report(
         ],
         traits=traits,
         shared_with=sorted(set(sharers)),
+        health=_health(props),
+        storage=_storage_usage(props, capacity, free),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
+    )
+
+
+def _storage_usage(props: _Props, capacity: int, free: int) -> SharedStorageUsage | None:
+    """Thin provisioning: what the datastore's disks may still grow by (``uncommitted``)."""
+    uncommitted = props.integer("summary.uncommitted", limit=units.MAX_BYTES)
+    if uncommitted is None:
+        return None
+    used = max(capacity - min(free, capacity), 0)
+    return SharedStorageUsage(
+        provisioned_bytes=min(used + uncommitted, units.MAX_BYTES), uncommitted_bytes=uncommitted
     )
 
 
@@ -537,6 +667,8 @@ def normalise(
     }
     details = _hardware_versions(inventory, compute_of_host)
     allocations = _allocations(inventory)
+    datacenters = _datacenter_names(inventory)
+    states = _instance_states(inventory)
 
     results: dict[str, _HostResult] = {}
     for host in hosts:
@@ -552,6 +684,7 @@ def normalise(
                 )
             )
         parent = compute_of_host.get(host.moref)
+        cluster_name = _Props(clusters[parent]).text("name") if parent in clusters else None
         results[host.moref] = _host_report(
             host,
             host_ids[host.moref],
@@ -559,6 +692,8 @@ def normalise(
             parent_id=parent if parent in clusters else None,
             allocations=allocations.get(host.moref, _Allocations([])),
             instance_details=details.get(host.moref, {}),
+            location=_location(datacenters.get(host.moref), cluster_name),
+            instance_states=states.get(host.moref, InstanceStates()),
             collected_at=collected_at,
             collector=collector,
             anomalies=anomalies,
@@ -572,6 +707,7 @@ def normalise(
                 cluster,
                 members,
                 target=target,
+                datacenter=datacenters.get(moref),
                 collected_at=collected_at,
                 collector=collector,
             )

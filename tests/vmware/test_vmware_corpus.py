@@ -20,7 +20,14 @@ import yaml
 
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
-from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.contract import (
+    CollectorInfo,
+    Health,
+    HostReport,
+    HostState,
+    InvalidNativeData,
+    ProviderKind,
+)
 from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
 from resmon.validation import check_batch
 
@@ -37,6 +44,7 @@ INTS = {
     "summary.freeSpace",
     "summary.config.numCpu",
     "summary.config.memorySizeMB",
+    "summary.uncommitted",
 }
 BOOLS = {"runtime.inMaintenanceMode", "summary.accessible", "summary.config.template"}
 
@@ -89,9 +97,28 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
                 }
             )
         return mounts
+    if path == "config.systemResources":  # HostSystemResourceInfo, a tree of pools
+        return resource_tree(element)
     if path in ("vm", "datastore"):
         return [child.text for child in element]
     return element.text
+
+
+def resource_tree(element: Element) -> Any:
+    """A data object as pyVmomi's plain form: nested dicts, ``child`` always a list, integers
+    where the text is one."""
+    children = list(element)
+    if not children:
+        text = element.text or ""
+        return int(text) if text.lstrip("-").isdigit() else text
+    plain: dict[str, Any] = {}
+    for child in children:
+        name = child.tag.removeprefix(NS)
+        if name == "child":
+            plain.setdefault("child", []).append(resource_tree(child))
+        else:
+            plain[name] = resource_tree(child)
+    return plain
 
 
 def native(kind: str, moref: str, cassette: Path, type_paths: tuple[str, ...]) -> NativeObject:
@@ -168,6 +195,12 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
     # 17178767360 / 2**20 = 16382.95...: whole MiB only.
     assert mem is not None and mem.total == 16382
+    # config.systemResources: host/system (the vmkernel) reserves 2660 MB; host/vim, host/opt,
+    # host/iofilters reserve no memory at the top level (host/user holds the VMs).
+    assert mem.hypervisor_reserved == 2660 and vcpu.hypervisor_reserved == 0
+    assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+    assert host.location is not None and host.location.cluster == "cluster-a"
+    assert host.health is Health.OK  # overallStatus = green
     assert host.hypervisor is not None
     assert host.hypervisor.product == "VMware ESXi"
     assert host.hypervisor.version == "8.0.3 build-69507956"
@@ -210,6 +243,10 @@ def test_real_datastore_numbers(reports: list[HostReport]) -> None:
     # Mounted on host-15, -16, -12 and -14; only host-14 is in this collection.
     assert ds.shared_with == ["a6b70142-625f-e04e-edf6-05098f74aff3"]
     assert "CUSTOM_VMWARE_DATASTORE_VSAN" in ds.traits
+    # summary.uncommitted = 9797894144 B; provisioned = used bytes + uncommitted.
+    assert ds.storage is not None and ds.storage.uncommitted_bytes == 9797894144
+    assert ds.storage.provisioned_bytes == 386479947776 - 362348271376 + 9797894144
+    assert ds.health is Health.OK
     assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
 
 
@@ -275,6 +312,10 @@ def test_policy_changes_capacity_the_same_way(
     check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
 ) -> None:
     assert check_policy_applies_uniformly(reports) == {"VCPU", "MEMORY_MB"}
+    # Nova's defaults on the real ESXi host: the vmkernel's 2660 MiB plus the operator's 512.
+    (default_host, *_) = apply_policy(reports, TargetPolicy.defaults())[0]
+    memory = default_host.inventory("MEMORY_MB")
+    assert memory is not None and (memory.reserved, memory.capacity) == (3172, 16382 - 3172)
     # The cluster reserves what its member host reserves, once; its ratio is the policy's.
     settled, _ = apply_policy(
         reports, resolve_policy(PolicyTable(reserved_host_memory_mb=1024), None)
