@@ -32,7 +32,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
-from resmon.runner import CollectionOutcome
+from resmon.outcome import CollectionOutcome
 
 from . import models
 

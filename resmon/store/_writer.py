@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from resmon.runner import CollectionOutcome
+from resmon.outcome import CollectionOutcome
 
 from ._store import Store, StoreError, TargetSpec
 
