@@ -54,7 +54,8 @@ def _add_adhoc_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--target", metavar="COLLECTOR=URL", action="append", default=[],
-        help="any installed collector; repeatable",
+        help="any installed collector (--libvirt, --vcenter and --hyperv are shorthands for "
+        "libvirt=, vmware= and hyperv=); repeatable",
     )  # fmt: skip
     group.add_argument(
         "--password-env", metavar="VAR", help="environment variable with the password"

@@ -102,6 +102,7 @@ def collect_target(
             moved = moved_option_message(target.options)
             if moved is not None:
                 raise UnsupportedTarget(moved, target=target.name)
+            collector_cls.parse_options(target)  # the core checks options, for every collector
             collector = collector_cls.from_target(target, logger=logger)
         raw = collector.collect()
         accepted = _accept(raw, collector_cls, target)

@@ -8,13 +8,12 @@ storage pools.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import libvirt
 from pydantic import ValidationError
@@ -27,12 +26,14 @@ from resmon.contract import (
     HostReport,
     InstanceAllocation,
     InvalidNativeData,
+    Logger,
     OfflineInput,
     Target,
     TargetTimeout,
     TargetUnreachable,
     UnsupportedTarget,
     units,
+    warn_tls_unverified,
 )
 
 from ._build import (
@@ -61,7 +62,14 @@ from ._parse import (
 __all__ = ["LibvirtCollector"]
 
 T = TypeVar("T")
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def _uses_tls(url: str) -> bool:
+    """A remote URI without an explicit transport uses TLS, as does ``+tls``."""
+    scheme, _, rest = url.partition("://")
+    transport = scheme.partition("+")[2].lower()
+    remote = not rest.startswith("/")
+    return transport == "tls" or (remote and transport == "")
 
 #: URI schemes of libvirt's hypervisor drivers (libvirt.org/uri.html); "+transport" may follow.
 _HYPERVISOR_DRIVERS = frozenset(
@@ -119,6 +127,7 @@ class LibvirtCollector(Collector):
 
     name = "libvirt"
     version = "0.1.0"
+    options_model = LibvirtOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.NUMA,
@@ -158,14 +167,7 @@ class LibvirtCollector(Collector):
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
-        try:
-            options = LibvirtOptions.model_validate(dict(target.options))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"option {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise UnsupportedTarget(problems, target=target.name) from None
+        options = cast(LibvirtOptions, cls.parse_options(target))
         scheme, sep, _ = target.url.partition("://")
         if not sep:
             raise UnsupportedTarget(
@@ -179,6 +181,11 @@ class LibvirtCollector(Collector):
                 f"(known: {', '.join(sorted(_HYPERVISOR_DRIVERS))})",
                 target=target.name,
             )
+        if not target.verify_tls and _uses_tls(target.url):
+            # libvirt's URI parameter for it (https://libvirt.org/uri.html#tls-transport).
+            warn_tls_unverified(logger, target.url)
+            separator = "&" if "?" in target.url else "?"
+            target = target.model_copy(update={"url": f"{target.url}{separator}no_verify=1"})
         return cls(target, options, logger)
 
     # -- the collection cycle -------------------------------------------------------------------

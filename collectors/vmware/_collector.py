@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, cast
 from urllib.parse import urlsplit
 
 import pyVmomi
+from pydantic import BaseModel, ConfigDict, Field
 
 from resmon.contract import (
     AuthenticationFailed,
@@ -22,9 +22,11 @@ from resmon.contract import (
     CollectorInfo,
     HostReport,
     InvalidNativeData,
+    Logger,
     OfflineInput,
     Target,
     UnsupportedTarget,
+    warn_tls_unverified,
 )
 
 from ._errors import fault_message, map_vim_errors
@@ -38,8 +40,6 @@ vim: Any = pyVmomi.vim
 vmodl: Any = pyVmomi.vmodl
 SoapStubAdapter: Any = getattr(pyVmomi, "SoapStubAdapter")  # noqa: B009 (not in the stubs)
 
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-
 #: The API version spoken: vSphere 6.5, the oldest release this collector supports. Every
 #: property read exists in it, and fixing it saves the version-discovery request (which pyVmomi
 #: sends without any timeout).
@@ -50,6 +50,15 @@ _VIEW_TYPES = [
     vim.Datacenter,
 ]  # fmt: skip
 _PC = vmodl.query.PropertyCollector
+
+
+class VmwareOptions(BaseModel):
+    """``[targets.options]`` of a vmware target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: Objects per PropertyCollector page.
+    page_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
 
 @dataclass(frozen=True)
@@ -65,18 +74,8 @@ class _Settings:
     dump_dir: Path | None
 
 
-def _settings(target: Target, logger: Logger) -> _Settings:
+def _settings(target: Target, options: VmwareOptions, logger: Logger) -> _Settings:
     name = target.name
-    known = {"page_size"}
-    unknown = sorted(set(target.options) - known)
-    if unknown:
-        raise UnsupportedTarget(
-            f"unknown vmware options: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            target=name,
-        )
-    page_size = target.options.get("page_size", 1000)
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size:
-        raise UnsupportedTarget("option page_size must be a positive integer", target=name)
 
     parts = urlsplit(target.url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -102,11 +101,7 @@ def _settings(target: Target, logger: Logger) -> _Settings:
                     f"cannot load ca_bundle {target.ca_bundle}: {exc}", target=name
                 ) from exc
         else:
-            logger.warning(
-                "TLS certificate verification is OFF for %s (verify_tls=false): the connection "
-                "can be intercepted; use ca_bundle instead",
-                url,
-            )
+            warn_tls_unverified(logger, url)
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -119,7 +114,7 @@ def _settings(target: Target, logger: Logger) -> _Settings:
         password=target.password.get_secret_value(),
         timeout_s=target.timeout_s,
         ssl_context=context,
-        page_size=page_size,
+        page_size=options.page_size,
         dump_dir=target.dump_native_dir,
     )
 
@@ -149,6 +144,7 @@ class VmwareCollector(Collector):
 
     name = "vmware"
     version = "0.1.0"
+    options_model = VmwareOptions
     capabilities = frozenset(
         {
             Capability.CPU_FEATURES,
@@ -180,7 +176,8 @@ class VmwareCollector(Collector):
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
-        return cls(target, _settings(target, logger), logger)
+        options = cast(VmwareOptions, cls.parse_options(target))
+        return cls(target, _settings(target, options, logger), logger)
 
     # -- session -------------------------------------------------------------------------------
 

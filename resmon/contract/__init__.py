@@ -10,10 +10,13 @@ from . import _vocabulary as vocabulary
 from ._collector import (
     CONTRACT_VERSION,
     ENTRY_POINT_GROUP,
+    AnyOptions,
     Capability,
     Collector,
+    Logger,
     OfflineInput,
     Target,
+    warn_tls_unverified,
 )
 from ._errors import (
     ERROR_KINDS,
@@ -57,6 +60,7 @@ __all__ = [
     "ERROR_KINDS",
     "SCHEMA_VERSION",
     "Anomaly",
+    "AnyOptions",
     "AuthenticationFailed",
     "Capability",
     "Collector",
@@ -76,6 +80,7 @@ __all__ = [
     "InvalidNativeData",
     "Inventory",
     "Location",
+    "Logger",
     "Memory",
     "NumaCell",
     "ObservedUsage",
@@ -91,4 +96,5 @@ __all__ = [
     "parse_version",
     "units",
     "vocabulary",
+    "warn_tls_unverified",
 ]
