@@ -43,7 +43,6 @@ _DEFAULT_PORTS = {"https": 5986, "http": 5985}
 _CODEPAGE_UTF8 = 65001
 
 
-
 class HypervOptions(BaseModel):
     """``[targets.options]`` of a hyperv target."""
 

@@ -152,12 +152,6 @@ class StaticHost:
         return sum(len(c.cpus) for c in self.numa_cells)
 
 
-def _anomaly(code: str, where: str, message: str, raw: object = None) -> Anomaly:
-    return Anomaly(
-        code=code, field=where, message=message, raw_value=None if raw is None else str(raw)[:1000]
-    )
-
-
 def version_string(packed: int) -> str:
     """libvirt packs versions as major * 1,000,000 + minor * 1,000 + release."""
     major, rest = divmod(int(packed), 1_000_000)
@@ -193,7 +187,7 @@ def _canonical(kind: str, raw: str, where: str, anomalies: list[Anomaly]) -> str
     value, known = canon(raw)
     if not known:
         anomalies.append(
-            _anomaly(f"libvirt.unknown_{kind}", where, f"unknown {kind} kept as reported", raw)
+            Anomaly.of(f"libvirt.unknown_{kind}", where, f"unknown {kind} kept as reported", raw)
         )
     return value
 
@@ -284,7 +278,7 @@ def _apply_domcaps(
         )
         if not keys:
             anomalies.append(
-                _anomaly(
+                Anomaly.of(
                     "libvirt.domcaps_unmatched",
                     f"domcapabilities[{i}]",
                     "domain capabilities for an arch/domain type the capabilities do not list",
@@ -510,7 +504,7 @@ def _build_reports(
     host_id = static.uuid or hostname or target
     if static.uuid is None:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "libvirt.no_host_uuid",
                 "identity.host_id",
                 "capabilities carry no host UUID; the host id falls back to the hostname or "
@@ -518,13 +512,10 @@ def _build_reports(
                 host_id,
             )
         )
-    hv_type, known = pick_hv_type(
+    # An hv_type outside the vocabulary is kept raw; the core's vocabulary check records it.
+    hv_type, _known = pick_hv_type(
         live.driver_type if live is not None else None, static.guest_domain_types
     )
-    if not known:
-        anomalies.append(
-            _anomaly("libvirt.unknown_hv_type", "hypervisor.hv_type", "unknown hv_type", hv_type)
-        )
     if live is not None:
         hypervisor = Hypervisor(
             hv_type=hv_type,

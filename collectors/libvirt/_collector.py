@@ -71,6 +71,7 @@ def _uses_tls(url: str) -> bool:
     remote = not rest.startswith("/")
     return transport == "tls" or (remote and transport == "")
 
+
 #: URI schemes of libvirt's hypervisor drivers (libvirt.org/uri.html); "+transport" may follow.
 _HYPERVISOR_DRIVERS = frozenset(
     {

@@ -144,12 +144,6 @@ class _Props:
         return items
 
 
-def _anomaly(code: str, field: str, message: str, raw: object = None) -> Anomaly:
-    return Anomaly(
-        code=code, field=field, message=message, raw_value=None if raw is None else str(raw)[:1000]
-    )
-
-
 def _health(props: _Props) -> Health | None:
     status = props.text("overallStatus")
     if status is None:
@@ -369,7 +363,7 @@ def _host_report(
     up = state is HostState.UP
     if state is HostState.UNKNOWN:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.host_state_unknown",
                 "state",
                 "connection/power state not understood",
@@ -378,13 +372,9 @@ def _host_report(
         )
 
     os_type = props.text("config.product.osType")
-    arch = _OS_TYPE_ARCH.get(os_type or "")
-    if arch is None:
-        # Kept as "unknown" (and flagged by the core's vocabulary check) rather than guessed.
-        arch = "unknown"
-        anomalies.append(
-            _anomaly("vmware.arch_unknown", "cpu.arch", "osType gives no architecture", os_type)
-        )
+    # An osType without a known architecture is kept raw, never guessed: the core's vocabulary
+    # check records it as an unknown architecture.
+    arch = _OS_TYPE_ARCH.get(os_type or "") or os_type or "unknown"
 
     packages = props.integer("summary.hardware.numCpuPkgs")
     cores = props.integer("summary.hardware.numCpuCores")
@@ -581,7 +571,7 @@ def _datastore_report(
     anomalies = []
     if free > capacity:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.datastore_free_exceeds_capacity", "inventories", "free > capacity", free
             )
         )
@@ -676,7 +666,7 @@ def normalise(
         uuid = _Props(host).text("summary.hardware.uuid")
         if uuid in repeated:
             anomalies.append(
-                _anomaly(
+                Anomaly.of(
                     "vmware.duplicate_hardware_uuid",
                     "identity.host_id",
                     "hardware UUID shared by several hosts; the managed-object id is used",
