@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from resmon.contract import (
     Target,
     TargetTimeout,
     UnsupportedTarget,
+    save_native_dump,
     warn_tls_unverified,
 )
 
@@ -249,14 +249,6 @@ class HypervCollector(Collector):
             self._log.debug("WinRM cleanup %s failed: %s", func.__name__, type(exc).__name__)
 
     def _dump(self, stdout: bytes, started: datetime) -> None:
-        directory = self._target.dump_native_dir
-        if directory is None:
-            return
-        stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
-        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self._target.name)
-        path = Path(directory) / f"hyperv-{safe_name}-{stamp}.json"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(stdout)
-        except OSError as exc:
-            self._log.warning("cannot save native output to %s: %s", path, exc.strerror)
+        save_native_dump(
+            self._target, self.name, "script.json", stdout, logger=self._log, at=started
+        )

@@ -32,6 +32,7 @@ from resmon.contract import (
     TargetTimeout,
     TargetUnreachable,
     UnsupportedTarget,
+    save_native_dump,
     units,
     warn_tls_unverified,
 )
@@ -362,14 +363,7 @@ class LibvirtCollector(Collector):
         return found, anomalies
 
     def _dump(self, filename: str, xml: str) -> None:
-        directory = self.target.dump_native_dir
-        if directory is None:
-            return
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / filename.replace("/", "_")).write_text(xml, encoding="utf-8")
-        except OSError as exc:
-            self.log.warning("could not save %s in %s: %s", filename, directory, exc)
+        save_native_dump(self.target, self.name, filename, xml, logger=self.log)
 
     # -- every cycle ----------------------------------------------------------------------------
 

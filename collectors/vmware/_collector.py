@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from resmon.contract import (
     OfflineInput,
     Target,
     UnsupportedTarget,
+    save_native_dump,
     warn_tls_unverified,
 )
 
@@ -229,7 +230,7 @@ class VmwareCollector(Collector):
     def collect(self) -> list[HostReport]:
         inventory = self._read_with_relogin()
         if self.settings.dump_dir is not None:
-            self._dump(inventory, self.settings.dump_dir)
+            self._dump(inventory)
         return normalise(
             inventory,
             target=self.target.name,
@@ -355,14 +356,9 @@ class VmwareCollector(Collector):
             found[compute.moref] = plain
         return found
 
-    def _dump(self, inventory: Inventory, directory: Path) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.name)
-        try:
-            path = inventory.save(directory, safe)
-        except OSError as exc:  # a dump is a debugging aid; it never fails the collection
-            self.logger.error("cannot write the native dump to %s: %s", directory, exc)
-            return
-        self.logger.info("native data saved to %s", path)
+    def _dump(self, inventory: Inventory) -> None:
+        text = json.dumps(inventory.to_json(), indent=1, sort_keys=True)
+        save_native_dump(self.target, self.name, "inventory.json", text, logger=self.logger)
 
     # -- offline -------------------------------------------------------------------------------
 

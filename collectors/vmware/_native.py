@@ -126,13 +126,6 @@ class Inventory:
             "descriptors": self.descriptors,
         }
 
-    def save(self, directory: Path, name: str) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = directory / f"vmware-{name}-{stamp}.json"
-        path.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
-        return path
-
     @classmethod
     def from_json(cls, data: object, *, source: str) -> Inventory:
         if not isinstance(data, Mapping) or data.get("format") != DUMP_FORMAT:

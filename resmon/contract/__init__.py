@@ -16,6 +16,7 @@ from ._collector import (
     Logger,
     OfflineInput,
     Target,
+    save_native_dump,
     warn_tls_unverified,
 )
 from ._errors import (
@@ -94,6 +95,7 @@ __all__ = [
     "TargetUnreachable",
     "UnsupportedTarget",
     "parse_version",
+    "save_native_dump",
     "units",
     "vocabulary",
     "warn_tls_unverified",

@@ -9,9 +9,11 @@ point group; the in-tree ones are registered the same way.
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ClassVar, Self
@@ -30,6 +32,7 @@ __all__ = [
     "Logger",
     "OfflineInput",
     "Target",
+    "save_native_dump",
     "warn_tls_unverified",
 ]
 
@@ -98,6 +101,37 @@ def warn_tls_unverified(logger: Logger, url: str) -> None:
         "intercepted; give ca_bundle instead",
         url,
     )
+
+
+def save_native_dump(
+    target: Target,
+    collector: str,
+    what: str,
+    data: str | bytes,
+    *,
+    logger: Logger,
+    at: datetime | None = None,
+) -> Path | None:
+    """Save raw native data under ``target.dump_native_dir`` (nothing when it is unset) as
+    ``<collector>-<target>-<UTC time>-<what>``, the one naming every collector uses. A dump is a
+    debugging aid: a failure to write it is logged, never raised. Returns the path written."""
+    directory = target.dump_native_dir
+    if directory is None:
+        return None
+    stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    safe = [re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (collector, target.name, what)]
+    path = directory / f"{safe[0]}-{safe[1]}-{stamp}-{safe[2]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        logger.warning("cannot save native data to %s: %s", path, exc.strerror or exc)
+        return None
+    logger.debug("native data saved to %s", path)
+    return path
 
 
 @dataclass(frozen=True)

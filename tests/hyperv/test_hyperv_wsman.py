@@ -206,6 +206,7 @@ def test_native_output_is_dumped(
     server = wsman(host_reply("arm64_windows11"))
     collect(make_target(server, pki[0], dump_native_dir=tmp_path / "dump"))
     (saved,) = (tmp_path / "dump").iterdir()
+    assert saved.name.startswith("hyperv-hv-under-test-") and saved.name.endswith("-script.json")
     assert saved.read_bytes() == (HOSTS / "arm64_windows11.json").read_bytes()
     (again,) = HypervCollector.normalise_offline({"json": [saved]}, target="hv-under-test")
     assert again.identity.host_id == "5e2a8c31-7b4d-4e9f-8a6c-1d3b5f7a9c0e"

@@ -157,8 +157,8 @@ def test_bad_uris_map_to_contract_errors(url: str, error: type[Exception], text:
 
 def test_dumped_native_xml_replays_offline(tmp_path: Path) -> None:
     (live,) = collect(target("test:///default", dump_native_dir=tmp_path / "dump"))
-    saved = tmp_path / "dump" / "capabilities.xml"
-    assert saved.is_file()
+    # Named as every collector names its dumps: <collector>-<target>-<UTC time>-<what>.
+    (saved,) = (tmp_path / "dump").glob("libvirt-lv-*Z-capabilities.xml")
     (offline,) = normalise_saved(
         (str(saved), saved.read_bytes()),
         target="lv",

@@ -370,7 +370,7 @@ def test_bad_options_and_urls(vpx: vcsim.Simulator) -> None:
 def test_dump_native_replays_to_the_same_reports(vpx: vcsim.Simulator, tmp_path: Path) -> None:
     with VmwareCollector.from_target(target_for(vpx, dump_native_dir=tmp_path), logger=LOG) as c:
         live = c.collect()
-    (dump,) = tmp_path.glob("vmware-vc1-*.json")
+    (dump,) = tmp_path.glob("vmware-vc1-*Z-inventory.json")
     offline = VmwareCollector.normalise_offline({"dump": [dump]}, target="vc1")
     assert [r.model_dump() for r in offline] == [r.model_dump() for r in live]
 
