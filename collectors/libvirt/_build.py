@@ -29,6 +29,7 @@ from resmon.contract import (
     Inventory,
     Memory,
     NumaCell,
+    ObservedUsage,
     ProviderKind,
     RunningInstances,
     SupportedInstance,
@@ -126,6 +127,21 @@ class LiveFacts:
     free_pages: dict[int, dict[int, int]] = field(default_factory=dict)
     instances: list[InstanceAllocation] = field(default_factory=list)
     pools: list[PoolFacts] = field(default_factory=list)
+    #: The node's cumulative CPU time in ns (virNodeGetCPUStats): (busy, busy + idle).
+    cpu_time_ns: tuple[int, int] | None = None
+
+
+def observed_cpu_mhz(
+    before: tuple[int, int] | None, after: tuple[int, int] | None, node: NodeInfo
+) -> int | None:
+    """CPU in use between two samples of the node's CPU time, in MHz: the busy share of the
+    interval × the CPUs × their clock. None without two usable samples."""
+    if before is None or after is None or not node.mhz or not node.cpus:
+        return None
+    busy, total = after[0] - before[0], after[1] - before[1]
+    if total <= 0 or busy < 0:
+        return None  # counters reset (host rebooted) or no time passed
+    return round(min(busy / total, 1.0) * node.cpus * node.mhz)
 
 
 @dataclass(frozen=True)
@@ -479,11 +495,15 @@ def build_reports(
     target: str,
     collected_at: datetime,
     collector: CollectorInfo,
+    cpu_used_mhz: int | None = None,
 ) -> list[HostReport]:
-    """The compute host's report, then one report per shared storage pool it uses."""
+    """The compute host's report, then one report per shared storage pool it uses.
+
+    ``cpu_used_mhz``: observed CPU use, when the collector has two samples to tell it."""
     try:
         return _build_reports(
             static, live, target=target, collected_at=collected_at, collector=collector,
+            cpu_used_mhz=cpu_used_mhz,
         )  # fmt: skip
     except ValidationError as exc:
         raise InvalidNativeData(
@@ -498,6 +518,7 @@ def _build_reports(
     target: str,
     collected_at: datetime,
     collector: CollectorInfo,
+    cpu_used_mhz: int | None,
 ) -> list[HostReport]:
     anomalies = list(static.anomalies)
     hostname = live.hostname if live is not None else None
@@ -531,10 +552,14 @@ def _build_reports(
 
     total_bytes = _memory_total(static, live)
     memory = None
+    used = None
     if total_bytes is not None:
         free = live.free_memory_bytes if live is not None else None
         used = max(total_bytes - free, 0) if free is not None else None
         memory = Memory(total_bytes=total_bytes, free_bytes=free, used_bytes=used)
+    observed = None
+    if cpu_used_mhz is not None or used is not None:
+        observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
     vcpus = cpu.online_cpus if cpu.online_cpus is not None else cpu.total_cpus
     inventories = _inventory(
@@ -566,6 +591,7 @@ def _build_reports(
         traits=static.traits,
         supported_instances=static.supported_instances,
         running_instances=running,
+        observed=observed,
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,

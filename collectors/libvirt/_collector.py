@@ -46,6 +46,7 @@ from ._build import (
     build_reports,
     normalise_saved,
     normalise_static,
+    observed_cpu_mhz,
     version_string,
 )
 from ._connection import call_with_deadline, ensure_event_loop, open_connection
@@ -166,6 +167,8 @@ class LibvirtCollector(Collector):
         self._facts: _ConnectionFacts | None = None
         #: Per-cycle reads may skip the worker thread (keepalive on, or an in-process driver).
         self._direct = False
+        #: The node's CPU time at the last cycle: observed CPU use is the change since then.
+        self._cpu_time_ns: tuple[int, int] | None = None
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
@@ -207,12 +210,14 @@ class LibvirtCollector(Collector):
         except (TargetUnreachable, TargetTimeout):
             self._drop_connection()
             raise
+        previous, self._cpu_time_ns = self._cpu_time_ns, live.cpu_time_ns
         return build_reports(
             facts.static,
             live,
             target=self.target.name,
             collected_at=datetime.now(UTC),
             collector=self._info,
+            cpu_used_mhz=observed_cpu_mhz(previous, live.cpu_time_ns, live.node),
         )
 
     def close(self) -> None:
@@ -403,6 +408,7 @@ class LibvirtCollector(Collector):
             free_pages=free_pages,
             instances=self._instances(conn),
             pools=self._pools(conn, facts),
+            cpu_time_ns=_cpu_time_ns(conn),
         )
 
     def _instances(self, conn: Any) -> list[InstanceAllocation]:
@@ -480,6 +486,18 @@ class LibvirtCollector(Collector):
             collector=CollectorInfo(name=cls.name, version=cls.version),
             collected_at=datetime.now(UTC),
         )
+
+
+def _cpu_time_ns(conn: Any) -> tuple[int, int] | None:
+    """(busy, busy + idle) ns of every CPU of the node since boot; None where unsupported."""
+    stats: dict[str, int] = _optional(
+        lambda: conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS, 0), {}
+    )
+    if not stats or "idle" not in stats:
+        return None
+    idle = int(stats["idle"]) + int(stats.get("iowait", 0))
+    busy = sum(int(v) for k, v in stats.items() if k in ("kernel", "user"))
+    return busy, busy + idle
 
 
 def _optional(fn: Callable[[], T], default: T) -> T:
