@@ -212,7 +212,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
     """Start uvicorn with the exporters' app in a daemon thread; returns the server."""
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
     app = create_app(
         store,
@@ -220,7 +220,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
         stale_after_s=config.resmon.stale_after_s,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning")
+        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)
     )
     # uvicorn installs signal handlers only in the main thread; the daemon keeps its own.
     thread = threading.Thread(target=server.run, name="resmon-api", daemon=True)
