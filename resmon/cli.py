@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,10 +22,16 @@ from resmon.config import (
     describe_validation_error,
     load_config,
 )
-from resmon.contract import CollectorError, HostReport, ProviderKind
+from resmon.contract import (
+    CONTRACT_VERSION,
+    SCHEMA_VERSION,
+    CollectorError,
+    HostReport,
+    ProviderKind,
+)
 from resmon.registry import CollectorNotFound, available_collectors, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreError
+from resmon.store import Store, StoreError, migration_head
 
 __all__ = ["main"]
 
@@ -33,6 +40,25 @@ log = logging.getLogger("resmon")
 #: With no configuration at all, resmon reads libvirt's built-in test driver into ./resmon.db.
 DEFAULT_TARGET = TargetConfig(name="local-test", collector="libvirt", url="test:///default")
 SCHEMA_FILE = "host-report-v1.json"
+
+
+def version_text() -> str:
+    """What ``resmon --version`` prints: the package, and the versions it speaks and writes."""
+    return (
+        f"resmon {__version__} (collector contract {CONTRACT_VERSION}, "
+        f"report schema {SCHEMA_VERSION}, database schema {migration_head()})"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, worked out only when asked (finding the migration head reads files)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +96,7 @@ def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
         prog="resmon",
         description="Collect what every hypervisor has and can run, in one schema.",
     )
-    parser.add_argument("--version", action="version", version=f"resmon {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("--log-level", default=None, help="debug, info, warning or error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

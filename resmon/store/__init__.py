@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 from . import models
-from ._store import DEFAULT_URL, Store, StoreError, TargetSpec, alembic_directory
+from ._store import (
+    DEFAULT_URL,
+    Store,
+    StoreError,
+    TargetSpec,
+    alembic_directory,
+    migration_head,
+)
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "TargetSpec", "alembic_directory", "models"]
+__all__ = [
+    "DEFAULT_URL",
+    "Store",
+    "StoreError",
+    "TargetSpec",
+    "alembic_directory",
+    "migration_head",
+    "models",
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,14 @@ from resmon.runner import CollectionOutcome
 
 from . import models
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "TargetSpec", "alembic_directory"]
+__all__ = [
+    "DEFAULT_URL",
+    "Store",
+    "StoreError",
+    "TargetSpec",
+    "alembic_directory",
+    "migration_head",
+]
 
 log = logging.getLogger("resmon.store")
 
@@ -46,14 +52,25 @@ class TargetSpec:
 
 
 def alembic_directory() -> Path:
-    """The migrations: in the source tree next to the packages, or installed under share/."""
-    here = Path(__file__).resolve().parents[2] / "alembic"
-    if (here / "env.py").is_file():
-        return here
-    installed = Path(sys.prefix) / "share" / "resmon" / "alembic"
-    if (installed / "env.py").is_file():
-        return installed
-    raise StoreError(f"alembic migrations not found (looked in {here} and {installed})")
+    """The migrations: inside the installed package (a wheel carries them as package data), or
+    at the top of the source tree for a checkout or an editable install."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    source_tree = Path(__file__).resolve().parents[2] / "alembic"
+    if (source_tree / "env.py").is_file():
+        return source_tree
+    raise StoreError(f"alembic migrations not found (looked in {packaged} and {source_tree})")
+
+
+def migration_head() -> str:
+    """The newest migration's revision: the database schema this resmon writes."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(alembic_directory())).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration found in {alembic_directory()}")
+    return head
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
