@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from resmon import __version__
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATORS = REPO_ROOT / "docs" / "operators.md"
 SCHEDULERS = REPO_ROOT / "docs" / "schedulers.md"
@@ -231,5 +233,5 @@ def test_guides_run_as_written(tmp_path: Path) -> None:
     assert result.returncode == 0, output[-6000:]
     for guide in GUIDES:  # every block ran, to the last one
         assert f">>> {guide.name}, block {len(shell_blocks(guide))}" in result.stdout
-    assert "resmon 0.1.0 (collector contract" in result.stdout
+    assert f"resmon {__version__} (collector contract" in result.stdout
     assert '"candidates": [' in result.stdout and '"host_id": "vm"' in result.stdout

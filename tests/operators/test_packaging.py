@@ -63,7 +63,13 @@ def test_wheel_carries_migrations_and_schema(dist: Path) -> None:
     assert {"resmon/store/migrations/env.py", "resmon/store/migrations/script.py.mako"} <= names
     for schema in SCHEMA_FILES:
         assert f"resmon/schema/{schema}" in names
-    assert "exporters/py.typed" in names or "resmon/py.typed" in names
+    packages = [
+        init.relative_to(REPO_ROOT).as_posix()
+        for top in ("resmon", "collectors", "exporters")
+        for init in (REPO_ROOT / top).rglob("__init__.py")
+    ]
+    assert packages and set(packages) <= names, "a package is missing from the wheel"
+    assert "resmon/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".db")]
 
 
