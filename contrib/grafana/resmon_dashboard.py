@@ -195,10 +195,14 @@ def panels() -> list[object]:
         ),
         grid.row("Exporter"),
         Stat(
-            title="Store readable",
-            description="0 when /metrics could not read the database.",
+            title="Database available",
+            description="0 when /metrics could not read the database (scrape), or when the "
+            "process's last database operation, writes included, failed (daemon).",
             dataSource=DATASOURCE, gridPos=grid.at(8), reduceCalc="lastNotNull",
-            targets=[target("min(resmon_exporter_store_success)", "readable")],
+            targets=[
+                target("min(resmon_exporter_store_success)", "scrape"),
+                target("min(resmon_exporter_store_up)", "daemon"),
+            ],
         ),
         TimeSeries(
             title="Store read time per scrape",
