@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -46,6 +45,7 @@ __all__ = [
     "StoreHealth",
     "TargetSpec",
     "alembic_directory",
+    "migration_head",
     "redact_url",
 ]
 
@@ -76,14 +76,25 @@ class TargetSpec:
 
 
 def alembic_directory() -> Path:
-    """The migrations: in the source tree next to the packages, or installed under share/."""
-    here = Path(__file__).resolve().parents[2] / "alembic"
-    if (here / "env.py").is_file():
-        return here
-    installed = Path(sys.prefix) / "share" / "resmon" / "alembic"
-    if (installed / "env.py").is_file():
-        return installed
-    raise StoreError(f"alembic migrations not found (looked in {here} and {installed})")
+    """The migrations: inside the installed package (a wheel carries them as package data), or
+    at the top of the source tree for a checkout or an editable install."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    source_tree = Path(__file__).resolve().parents[2] / "alembic"
+    if (source_tree / "env.py").is_file():
+        return source_tree
+    raise StoreError(f"alembic migrations not found (looked in {packaged} and {source_tree})")
+
+
+def migration_head() -> str:
+    """The newest migration's revision: the database schema this resmon writes."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(alembic_directory())).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration found in {alembic_directory()}")
+    return head
 
 
 def redact_url(url: str | URL) -> str:
