@@ -54,6 +54,7 @@ __all__ = [
     "NUMA_SPANNING_DISABLED_TRAIT",
     "VM_STATES",
     "decode_output",
+    "hypervisor_held_mib",
     "normalise",
     "parse_document",
 ]
@@ -422,6 +423,8 @@ class _VMs:
     holding: list[InstanceAllocation]
     generations: set[int]
     config_versions: set[str]
+    #: Σ MemoryAssigned of the VMs holding resources: what they hold now, in bytes.
+    assigned_bytes: int = 0
 
 
 def _vm_memory(vm: Mapping[str, Any], field: str, anomalies: list[Anomaly]) -> int:
@@ -482,6 +485,9 @@ def _vms(doc: Mapping[str, Any], anomalies: list[Anomaly]) -> _VMs:
             instance_id = str(uuid.UUID(str(vm_id)))
         except ValueError:
             raise _bad(f"{field}.Id", "is not a GUID", vm_id) from None
+        result.assigned_bytes += (
+            _int(vm.get("MemoryAssigned"), f"{field}.MemoryAssigned", optional=True) or 0
+        )
         result.holding.append(
             InstanceAllocation(
                 instance_id=instance_id,
@@ -640,6 +646,20 @@ def _supported(
         )
     traits = [_FIRMWARE_TRAITS[_GENERATION_FIRMWARE[g]] for g in generations]
     return instances, traits
+
+
+def hypervisor_held_mib(cells: list[NumaCell], vms_assigned_bytes: int) -> int | None:
+    """Memory the hypervisor and the root partition hold back from VMs, in MiB.
+
+    Get-VMHostNumaNode's MemoryAvailable is what each node can still give VMs; what its
+    MemoryTotal has beyond that and beyond what VMs were assigned is held by the hypervisor and
+    the root partition (Windows itself and its root reserve). None without NUMA figures.
+    """
+    if not cells or any(c.memory_bytes is None or c.free_memory_bytes is None for c in cells):
+        return None
+    total = sum(c.memory_bytes or 0 for c in cells)
+    available = sum(c.free_memory_bytes or 0 for c in cells)
+    return units.bytes_to_mib_floor(max(total - available - vms_assigned_bytes, 0))
 
 
 def _largest_node(cells: list[NumaCell]) -> tuple[int, int]:

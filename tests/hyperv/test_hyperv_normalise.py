@@ -20,6 +20,7 @@ from collectors.hyperv._normalise import (
     _as_list,
     _date,
     _int,
+    hypervisor_held_mib,
 )
 from collectors.hyperv._script import PROCESSOR_FEATURES, encoded_command
 from resmon import cli
@@ -75,13 +76,13 @@ def test_server2022_two_sockets_field_by_field() -> None:
     assert "PF_SECOND_LEVEL_ADDRESS_TRANSLATION" in cpu.features  # kept raw: no os-trait
     assert r.memory is not None
     assert r.memory.total_bytes == 536344576 * 1024 == 549_216_845_824
-    assert r.memory.free_bytes == 301989888 * 1024
-    assert r.memory.used_bytes == (536344576 - 301989888) * 1024
+    assert r.memory.free_bytes == 421527552 * 1024
+    assert r.memory.used_bytes == (536344576 - 421527552) * 1024
     assert [c.cell_id for c in r.numa_cells] == [0, 1]
     assert r.numa_cells[0].cpus == list(range(64))
     assert r.numa_cells[1].cpus == list(range(64, 128))
     assert r.numa_cells[0].memory_bytes == 261888 * MIB
-    assert r.numa_cells[1].free_memory_bytes == 148992 * MIB
+    assert r.numa_cells[1].free_memory_bytes == 210880 * MIB
     assert inventory(r) == {
         "VCPU": (128, 8 + 16 + 2 + 4 + 2 + 2 + 4),
         "MEMORY_MB": (523774, (16 + 64 + 3 + 8 + 4 + 2 + 6) * 1024),
@@ -143,6 +144,23 @@ def test_server2022_two_sockets_field_by_field() -> None:
     assert by_name["web-01"].instance_id == "6f1c2b7e-3d4a-4c5b-9e8f-0a1b2c3d4e01"
     assert r.anomalies == []
     assert check_report(r) == []
+
+
+@pytest.mark.parametrize(
+    ("profile", "held_mib"),
+    [
+        # 523,520 MiB in the nodes, 412,352 available, 104,960 assigned to VMs.
+        ("server2022_2socket", 523520 - 412352 - 104960),
+        ("server2025_numa_off", 6144),  # 4 GiB on node 0, 2 GiB on node 1, none on the CXL node
+        ("hypervisor_off", 65440 - 58744),  # its only VM is off
+        ("vmms_stopped", None),  # no NUMA figures without vmms
+    ],
+)
+def test_memory_the_hypervisor_and_root_hold(profile: str, held_mib: int | None) -> None:
+    document = parse_document((HOSTS / f"{profile}.json").read_bytes())
+    r = normalise(document, target="t", collector=INFO)
+    assigned = sum(vm["MemoryAssigned"] for vm in document["VMs"] or [] if vm["State"] in (2, 9))
+    assert hypervisor_held_mib(r.numa_cells, assigned) == held_mib
 
 
 def test_escaped_and_non_ascii_names_are_read() -> None:
