@@ -80,6 +80,7 @@ class HypervCollector(Collector):
     capabilities = frozenset(
         {
             Capability.NUMA,
+            Capability.CPU_FEATURES,
             Capability.SUPPORTED_INSTANCES,
             Capability.RUNNING_INSTANCES,
             Capability.OBSERVED_USAGE,

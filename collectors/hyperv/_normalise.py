@@ -579,8 +579,14 @@ def _supported(
     vms: _VMs,
     max_vcpus: tuple[int, int] | None,
     anomalies: list[Anomaly],
+    *,
+    versions_known: bool,
 ) -> tuple[list[SupportedInstance], list[str]]:
-    """What the host runs: generation 2 (UEFI) everywhere, generation 1 (BIOS) on x86 only."""
+    """What the host runs: generation 2 (UEFI) everywhere, generation 1 (BIOS) on x86 only.
+
+    ``versions_known`` is False while vmms is stopped: the configuration versions are then not
+    reported, the generations (a property of the architecture) still are.
+    """
     versions = []
     default = None
     for i, raw in enumerate(_as_list(doc.get("SupportedVersions"), "SupportedVersions")):
@@ -589,7 +595,7 @@ def _supported(
         versions.append(version)
         if item.get("IsDefault") is True:
             default = version
-    if not versions:
+    if versions_known and not versions:
         raise _bad("SupportedVersions", "is empty (Get-VMHostSupportedVersion returned nothing)")
     versions.sort(key=_version_key)
     for config in sorted(vms.config_versions - set(versions), key=_version_key):
@@ -608,7 +614,7 @@ def _supported(
         ({1, 2} if arch in ("x86_64", "i686") else {2})
         | (vms.generations & set(_GENERATION_FIRMWARE))
     )
-    details = {"vm_config_versions": ",".join(versions)}
+    details = {"vm_config_versions": ",".join(versions)} if versions else {}
     if default:
         details["default_vm_config_version"] = default
     if vms.config_versions:
@@ -750,15 +756,16 @@ def normalise(
             used=units.bytes_to_mib_floor(running.memory_bytes),
         ),
     ]
-    supported: list[SupportedInstance] = []
     if vmhost is not None:
         disk = _disk_inventory(document, vmhost, anomalies)
         if disk is not None:
             if not up:
                 disk.reserved = disk.total
             inventories.append(disk)
-        supported, firmware_traits = _supported(document, cpu.arch, vms, max_vcpus, anomalies)
-        traits.extend(firmware_traits)
+    supported, firmware_traits = _supported(
+        document, cpu.arch, vms, max_vcpus, anomalies, versions_known=vmhost is not None
+    )
+    traits.extend(firmware_traits)
     if not up:
         traits.append("COMPUTE_STATUS_DISABLED")
         anomalies.append(
