@@ -54,6 +54,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "config.featureCapability",
         "runtime.connectionState",
         "runtime.inMaintenanceMode",
+        "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
     "ComputeResource": ("name", "environmentBrowser", "host"),

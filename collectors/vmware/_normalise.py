@@ -10,12 +10,19 @@ Choices a reader of the reports should know:
   anomaly says so).
 - A host that is not up (disconnected, notResponding, maintenance, standby) keeps its inventory
   totals, with ``reserved = total`` so that its capacity is 0 (Placement's way of saying "exists,
-  not schedulable"), ``used = 0`` (vCenter's view of its VMs is stale), and the
-  ``COMPUTE_STATUS_DISABLED`` trait.
+  not schedulable"), and the ``COMPUTE_STATUS_DISABLED`` trait. ``used`` and
+  ``running_instances`` always agree: a host in maintenance or standby is still managed, so its
+  powered-on VMs count in both; vCenter's view of a disconnected or notResponding host's VMs is
+  stale, so both are empty.
+- A host in quarantine (``runtime.inQuarantineMode``: Proactive HA saw degraded hardware) stays
+  up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
+  naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, reserved and used are the sums over
   its hosts; ``max_unit`` is the largest single up host (a VM lands on one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
-  with one host); hosts carry no DISK_GB, so disk is never counted twice.
+  with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
+  unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
+  maintenance keeps its real ``used``.
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
   templates; observed use (``memory.used_bytes``) comes from ``summary.quickStats``.
 - Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
@@ -64,6 +71,8 @@ _HOST_CONNECTION_STATES = {
     "notResponding": HostState.NOT_RESPONDING,
 }
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
+#: Host states in which vCenter still manages the host, so its view of the host's VMs is current.
+_MANAGED_STATES = {HostState.UP, HostState.MAINTENANCE, HostState.STANDBY}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
 
@@ -264,6 +273,18 @@ def _host_report(
     props = _Props(host)
     state = host_state(props)
     up = state is HostState.UP
+    if state not in _MANAGED_STATES:
+        allocations = _Allocations([])  # vCenter's view of this host's VMs is stale
+    if props.flag("runtime.inQuarantineMode"):
+        anomalies.append(
+            _anomaly(
+                "vmware.host_quarantine",
+                "state",
+                "host in quarantine mode: Proactive HA reports degraded hardware; DRS moves "
+                "VMs off it and places new ones elsewhere when it can",
+                props.text("name"),
+            )
+        )
     if state is HostState.UNKNOWN:
         anomalies.append(
             _anomaly(
@@ -332,7 +353,7 @@ def _host_report(
                 reserved=0 if up else threads,
                 max_unit=threads,
                 allocation_ratio=ratios.cpu,
-                used=allocations.vcpus if up else 0,
+                used=allocations.vcpus,
             )
         )
     if memory_bytes:
@@ -344,7 +365,7 @@ def _host_report(
                 reserved=0 if up else memory_mib,
                 max_unit=max(memory_mib, 1),
                 allocation_ratio=ratios.ram,
-                used=allocations.memory_mib if up else 0,
+                used=allocations.memory_mib,
             )
         )
 
@@ -432,6 +453,19 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
+    anomalies = []
+    if state is not HostState.UP:
+        why = ", ".join(
+            sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)
+        )
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_down",
+                "state",
+                f"no host of the cluster can run VMs: {why}",
+                state.value,
+            )
+        )
     return HostReport(
         provider_kind=ProviderKind.CLUSTER,
         identity=HostIdentity(
@@ -443,6 +477,7 @@ def _cluster_report(
         traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
         collected_at=collected_at,
         collector=collector,
+        anomalies=anomalies,
     )
 
 
@@ -482,7 +517,8 @@ def _datastore_report(
         info = mount.get("mountInfo") or {}
         if not isinstance(info, Mapping):
             raise InvalidNativeData(f"Datastore {datastore.moref}: host mountInfo is not an object")
-        if info.get("mounted", True) is False:
+        if info.get("mounted", True) is False or info.get("accessible", True) is False:
+            # Unmounted, or all paths down: the host cannot use it now.
             mounted.discard(str(mount.get("key")))
         else:
             mounted.add(str(mount.get("key")))
@@ -507,7 +543,8 @@ def _datastore_report(
                 reserved=0 if state is HostState.UP else total_gib,
                 max_unit=max(total_gib, 1),
                 allocation_ratio=ratios.disk,
-                used=used_gib if state is HostState.UP else 0,
+                # Inaccessible: capacity and free are stale. In maintenance: still true.
+                used=0 if state is HostState.DISCONNECTED else used_gib,
             )
         ],
         traits=traits,

@@ -36,7 +36,12 @@ INTS = {
     "summary.config.numCpu",
     "summary.config.memorySizeMB",
 }
-BOOLS = {"runtime.inMaintenanceMode", "summary.accessible", "summary.config.template"}
+BOOLS = {
+    "runtime.inMaintenanceMode",
+    "runtime.inQuarantineMode",
+    "summary.accessible",
+    "summary.config.template",
+}
 
 
 def fetches(path: Path) -> dict[str, Element]:
@@ -261,3 +266,57 @@ def test_bad_native_values_are_invalid_native_data(
             collector=CollectorInfo(name="vmware", version="test"),
             collected_at=datetime(2023, 12, 14, tzinfo=UTC),
         )
+
+
+def _normalised(inventory: Inventory, obj: NativeObject, **props: object) -> list[HostReport]:
+    changed = NativeObject(obj.type, obj.moref, {**obj.props, **props})
+    return normalise(
+        Inventory(about={}, objects=[changed if o is obj else o for o in inventory.objects]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+
+
+def test_host_with_an_inaccessible_mount_does_not_share_the_datastore(
+    inventory: Inventory,
+) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    mounts = [
+        {**m, "mountInfo": {**m["mountInfo"], "accessible": m["key"] != "host-14"}}
+        for m in datastore.props["host"]
+    ]
+    # host-14 still lists the datastore in its own `datastore` property: the mount decides.
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert "datastore-17" in host.props["datastore"]
+    reports = _normalised(inventory, datastore, host=mounts)
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    assert ds.shared_with == []
+
+
+def test_datastore_in_maintenance_keeps_its_used(inventory: Inventory) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    reports = _normalised(inventory, datastore, **{"summary.maintenanceMode": "inMaintenance"})
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    disk = ds.inventory("DISK_GB")
+    assert ds.state is HostState.MAINTENANCE and disk is not None
+    assert (disk.total, disk.used, disk.capacity) == (359, 22, 0)
+
+
+def test_quarantined_host_stays_up_with_an_anomaly(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert host.props["runtime.inQuarantineMode"] is False  # as recorded
+    reports = _normalised(inventory, host, **{"runtime.inQuarantineMode": True})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert report.state is HostState.UP
+    assert [a.code for a in report.anomalies] == ["vmware.host_quarantine"]
+
+
+def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    reports = _normalised(inventory, host, **{"runtime.connectionState": "notResponding"})
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    assert cluster.state is HostState.NOT_RESPONDING
+    (anomaly,) = cluster.anomalies
+    assert anomaly.code == "vmware.cluster_down"
+    assert "10.218.43.170 not_responding" in anomaly.message
