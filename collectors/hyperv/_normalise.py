@@ -23,7 +23,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,10 +36,12 @@ from resmon.contract import (
     HostState,
     Hypervisor,
     InstanceAllocation,
+    InstanceStates,
     InvalidNativeData,
     Inventory,
     Memory,
     NumaCell,
+    ObservedUsage,
     RunningInstances,
     SupportedInstance,
     UnsupportedTarget,
@@ -83,6 +85,15 @@ HOLDING_STATES = frozenset(
         "FastSavedCritical", "FastSavingCritical",
     }
 )  # fmt: skip
+
+#: VMState → InstanceStates field; the rest (transitions, servicing) count as ``other``.
+_STATE_BUCKETS = {
+    "Running": "running", "RunningCritical": "running",
+    "Paused": "paused", "PausedCritical": "paused",
+    "Saved": "suspended", "SavedCritical": "suspended", "FastSaved": "suspended",
+    "FastSavedCritical": "suspended", "Hibernated": "suspended",
+    "Off": "stopped", "OffCritical": "stopped",
+}  # fmt: skip
 
 #: ``Set-VMHost -NumaSpanningEnabled $false``: "whether virtual machines on the Hyper-V host can
 #: use resources from more than one NUMA node" (Set-VMHost reference). os-traits has no name.
@@ -425,6 +436,8 @@ class _VMs:
     config_versions: set[str]
     #: Σ MemoryAssigned of the VMs holding resources: what they hold now, in bytes.
     assigned_bytes: int = 0
+    #: Every VM counted by power state.
+    states: InstanceStates = field(default_factory=InstanceStates)
 
 
 def _vm_memory(vm: Mapping[str, Any], field: str, anomalies: list[Anomaly]) -> int:
@@ -466,6 +479,8 @@ def _vms(doc: Mapping[str, Any], anomalies: list[Anomaly]) -> _VMs:
         config = _str(vm.get("Version"), f"{field}.Version")
         if config is not None:
             result.config_versions.add(_version(config, f"{field}.Version"))
+        bucket = _STATE_BUCKETS.get(state, "other")
+        setattr(result.states, bucket, getattr(result.states, bucket) + 1)
         if not known:
             # Unknown states count as holding: over-reporting use is safer for a scheduler.
             anomalies.append(
@@ -562,6 +577,11 @@ def _disk_inventory(
         total=total_gib,
         used=min(units.bytes_to_gib_floor(capacity - free), total_gib),
     )
+
+
+def _boot_time(os_info: Mapping[str, Any]) -> datetime | None:
+    raw = os_info.get("LastBootUpTime")
+    return None if raw is None else _date(raw, "OperatingSystem.LastBootUpTime")
 
 
 def _max_vcpus(os_info: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -690,8 +710,11 @@ def normalise(
     saved document should keep when it is normalised later.
 
     A host whose hypervisor is not running (HypervisorPresent false, or vmms not Running) keeps
-    its totals but is reported ``not_responding`` with ``COMPUTE_STATUS_DISABLED``, capacity 0
-    (``reserved = total``) and an anomaly giving the reason: it cannot start a VM.
+    its totals but is reported ``not_responding`` with ``COMPUTE_STATUS_DISABLED`` and an
+    anomaly giving the reason: it cannot start a VM (the core then gives it capacity 0).
+
+    MEMORY_MB's ``hypervisor_reserved`` is what the hypervisor and the root partition hold back
+    (:func:`hypervisor_held_mib`); ratios and operator reservations are the core's policy.
     """
     fmt = _int(document.get("Format"), "Format")
     if fmt != SCRIPT_FORMAT:
@@ -740,18 +763,18 @@ def normalise(
         traits.append(NUMA_SPANNING_DISABLED_TRAIT)
         node_cpus, node_mib = _largest_node(cells)
         vcpu_max, memory_max = min(vcpu_max, node_cpus), min(memory_max, node_mib)
+    held_mib = hypervisor_held_mib(cells, vms.assigned_bytes)
     inventories = [
         Inventory(
             resource_class="VCPU",
             total=vcpus,
-            reserved=0 if up else vcpus,
             max_unit=max(vcpu_max, 1),
             used=running.vcpus,
         ),
         Inventory(
             resource_class="MEMORY_MB",
             total=memory_mib,
-            reserved=0 if up else memory_mib,
+            hypervisor_reserved=min(held_mib or 0, memory_mib),
             max_unit=max(memory_max, 1),
             used=units.bytes_to_mib_floor(running.memory_bytes),
         ),
@@ -759,8 +782,6 @@ def normalise(
     if vmhost is not None:
         disk = _disk_inventory(document, vmhost, anomalies)
         if disk is not None:
-            if not up:
-                disk.reserved = disk.total
             inventories.append(disk)
     supported, firmware_traits = _supported(
         document, cpu.arch, vms, max_vcpus, anomalies, versions_known=vmhost is not None
@@ -798,6 +819,9 @@ def normalise(
         traits=traits,
         supported_instances=supported,
         running_instances=running,
+        instance_states=vms.states,
+        observed=ObservedUsage(memory_used_bytes=total_bytes - free_bytes),
+        boot_time=_boot_time(os_info),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,

@@ -14,7 +14,7 @@ the normaliser reads. Everything it emits is documented Microsoft data:
 - ``Win32_Processor``, one instance per socket: Architecture (uint16 code), Manufacturer, Name,
   MaxClockSpeed (uint32, MHz), NumberOfCores, NumberOfLogicalProcessors (uint32).
 - ``Win32_OperatingSystem``: TotalVisibleMemorySize and FreePhysicalMemory (uint64, KiB),
-  Version, BuildNumber, Caption.
+  Version, BuildNumber, Caption, LastBootUpTime (datetime).
 - ``Win32_ComputerSystemProduct``: UUID (the SMBIOS UUID, our host identity).
 - ``Win32_Volume`` (fixed disks): Name, Capacity and FreeSpace (uint64, bytes; null for a volume
   without a mounted file system, e.g. a locked BitLocker volume).
@@ -120,7 +120,7 @@ $doc = [ordered]@{{
   Processors = @(Get-CimInstance Win32_Processor | Select-Object DeviceID, SocketDesignation, \
 Architecture, Manufacturer, Name, MaxClockSpeed, NumberOfCores, NumberOfLogicalProcessors)
   OperatingSystem = Get-CimInstance Win32_OperatingSystem | Select-Object Caption, Version, \
-BuildNumber, TotalVisibleMemorySize, FreePhysicalMemory
+BuildNumber, TotalVisibleMemorySize, FreePhysicalMemory, LastBootUpTime
   ComputerSystemProduct = Get-CimInstance Win32_ComputerSystemProduct | Select-Object UUID, \
 Vendor, Name
   Volumes = @(Get-CimInstance Win32_Volume -Filter 'DriveType=3' | Select-Object Name, Capacity, \

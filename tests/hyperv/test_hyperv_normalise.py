@@ -30,10 +30,12 @@ from resmon.contract import (
     CollectorInfo,
     HostReport,
     HostState,
+    InstanceStates,
     InvalidNativeData,
     UnsupportedTarget,
     vocabulary,
 )
+from resmon.policy import TargetPolicy, apply_policy
 from resmon.validation import check_report
 
 from .conftest import FAULTS, HOSTS, SAVED
@@ -143,6 +145,12 @@ def test_server2022_two_sockets_field_by_field() -> None:
     assert by_name["Überwachung-01"].memory_bytes == 2 * GIB  # dynamic: trimmed below startup
     assert by_name["会計サーバー"].state == "paused"
     assert by_name["web-01"].instance_id == "6f1c2b7e-3d4a-4c5b-9e8f-0a1b2c3d4e01"
+    assert r.instance_states == InstanceStates(running=6, paused=1, suspended=1, stopped=1)
+    assert r.observed is not None
+    assert r.observed.memory_used_bytes == (536344576 - 421527552) * 1024
+    assert r.boot_time == datetime(2024, 5, 20, tzinfo=UTC)  # LastBootUpTime
+    memory = r.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == 6208  # root partition
     assert r.anomalies == []
     assert check_report(r) == []
 
@@ -162,6 +170,14 @@ def test_memory_the_hypervisor_and_root_hold(profile: str, held_mib: int | None)
     r = normalise(document, target="t", collector=INFO)
     assigned = sum(vm["MemoryAssigned"] for vm in document["VMs"] or [] if vm["State"] in (2, 9))
     assert hypervisor_held_mib(r.numa_cells, assigned) == held_mib
+    memory = r.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == (held_mib or 0)
+    # The core adds the operator's reservation (Nova's default 512 MiB) to it.
+    (settled,), _ = apply_policy([r], TargetPolicy.defaults())
+    settled_memory = settled.inventory("MEMORY_MB")
+    assert settled_memory is not None
+    if r.state is HostState.UP:
+        assert settled_memory.reserved == (held_mib or 0) + 512
 
 
 def test_escaped_and_non_ascii_names_are_read() -> None:
@@ -303,8 +319,9 @@ def test_host_whose_hypervisor_is_not_running_is_not_schedulable(profile: str, r
     assert "COMPUTE_STATUS_DISABLED" in r.traits
     (anomaly,) = [a for a in r.anomalies if a.code == "hyperv.hypervisor_not_running"]
     assert reason in anomaly.message
-    # Totals stay (the hardware is there); nothing can be allocated.
-    for inv in r.inventories:
+    # Totals stay (the hardware is there); the core lets nothing be allocated.
+    (settled,), _ = apply_policy([r], TargetPolicy.defaults())
+    for inv in settled.inventories:
         assert inv.total > 0 and inv.capacity == 0, inv
     assert r.running_instances.count == 0
 
