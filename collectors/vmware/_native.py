@@ -52,6 +52,9 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "config.product.build",
         "config.product.osType",
         "config.featureCapability",
+        "config.systemResources",
+        "overallStatus",
+        "runtime.bootTime",
         "runtime.connectionState",
         "runtime.inMaintenanceMode",
         "runtime.inQuarantineMode",
@@ -66,6 +69,8 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "summary.freeSpace",
         "summary.accessible",
         "summary.maintenanceMode",
+        "summary.uncommitted",
+        "overallStatus",
         "host",
     ),
     "VirtualMachine": (

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import os_traits
@@ -45,6 +45,7 @@ from resmon.contract import (
     Anomaly,
     CollectorInfo,
     Cpu,
+    Health,
     HostIdentity,
     HostReport,
     HostState,
@@ -56,6 +57,7 @@ from resmon.contract import (
     ObservedUsage,
     ProviderKind,
     RunningInstances,
+    SharedStorageUsage,
     SupportedInstance,
     units,
     vocabulary,
@@ -74,6 +76,10 @@ _HOST_CONNECTION_STATES = {
     "notResponding": HostState.NOT_RESPONDING,
 }
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
+#: ManagedEntity.overallStatus → Health.
+_HEALTH = {
+    "green": Health.OK, "yellow": Health.WARNING, "red": Health.CRITICAL, "gray": Health.UNKNOWN,
+}  # fmt: skip
 #: Host states in which vCenter still manages the host, so its view of the host's VMs is current.
 _MANAGED_STATES = {HostState.UP, HostState.MAINTENANCE, HostState.STANDBY}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
@@ -152,6 +158,56 @@ def host_state(props: _Props) -> HostState:
     if connection is None or power not in (None, "poweredOn"):
         return HostState.UNKNOWN
     return HostState.UP
+
+
+def _reservation(node: Mapping[str, Any], allocation: str, where: str) -> int:
+    config = node.get("config") or {}
+    value = (
+        (config.get(allocation) or {}).get("reservation", 0) if isinstance(config, Mapping) else 0
+    )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidNativeData(
+            f"{where}: {allocation}.reservation = {value!r:.40} is not an integer"
+        )
+    return value
+
+
+def system_reservations(props: _Props) -> tuple[int, int]:
+    """(MHz, MB) the ESXi host reserves for itself: its system resource pools.
+
+    ``config.systemResources`` is the tree of the host's own resource pools under ``host``:
+    ``host/system`` (the VMkernel), ``host/vim`` (hostd, vpxa), ``host/iofilters``, ``host/opt``
+    … and ``host/user``, where the VMs run. What the first level reserves, ``host/user`` left
+    out, is held by the hypervisor.
+    """
+    root = props.obj.props.get("config.systemResources")
+    if root is None:
+        return 0, 0
+    where = f"{props.obj.type} {props.obj.moref}: config.systemResources"
+    if not isinstance(root, Mapping) or not isinstance(root.get("child", []), list):
+        raise InvalidNativeData(f"{where} is not a resource tree")
+    mhz = mb = 0
+    for child in root.get("child", []):
+        if not isinstance(child, Mapping):
+            raise InvalidNativeData(f"{where}: a child is not an object")
+        if child.get("key") == "host/user":
+            continue
+        mhz += _reservation(child, "cpuAllocation", where)
+        mb += _reservation(child, "memoryAllocation", where)
+    return mhz, mb
+
+
+def _timestamp(props: _Props, path: str) -> datetime | None:
+    text = props.text(path)
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidNativeData(
+            f"{props.obj.type} {props.obj.moref}: {path} = {text!r:.40}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -342,12 +398,17 @@ def _host_report(
     if cpu_used_mhz is not None or used is not None:
         observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
+    held_mhz, held_mb = system_reservations(props)
+    cpu_mhz = props.integer("summary.hardware.cpuMhz")
     inventories = []
     if threads:
+        # ESXi reserves CPU in MHz; in logical CPUs that is MHz / (MHz of one), rounded up.
+        held_cpus = -(-held_mhz // cpu_mhz) if cpu_mhz else 0
         inventories.append(
             Inventory(
                 resource_class="VCPU",
                 total=threads,
+                hypervisor_reserved=min(held_cpus, threads),
                 max_unit=threads,
                 used=allocations.vcpus,
             )
@@ -358,6 +419,7 @@ def _host_report(
             Inventory(
                 resource_class="MEMORY_MB",
                 total=memory_mib,
+                hypervisor_reserved=min(held_mb, memory_mib),
                 max_unit=max(memory_mib, 1),
                 used=allocations.memory_mib,
             )
@@ -392,6 +454,8 @@ def _host_report(
         ],
         running_instances=RunningInstances.from_instances(allocations.instances),
         observed=observed,
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
+        boot_time=_timestamp(props, "runtime.bootTime"),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -484,6 +548,15 @@ def _cluster_report(
     )
 
 
+def _thin_provisioning(props: _Props, capacity: int, free: int) -> SharedStorageUsage | None:
+    """``summary.uncommitted``: what thin disks may still grow by; provisioned = used + it."""
+    uncommitted = props.integer("summary.uncommitted", limit=units.MAX_BYTES)
+    if uncommitted is None:
+        return None
+    provisioned = min(max(capacity - free, 0) + uncommitted, units.MAX_BYTES)
+    return SharedStorageUsage(provisioned_bytes=provisioned, uncommitted_bytes=uncommitted)
+
+
 def _datastore_report(
     datastore: NativeObject,
     host_ids: Mapping[str, str],
@@ -549,6 +622,8 @@ def _datastore_report(
         ],
         traits=traits,
         shared_with=sorted(set(sharers)),
+        storage=_thin_provisioning(props, capacity, free),
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,

@@ -20,7 +20,14 @@ import yaml
 
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
-from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.contract import (
+    CollectorInfo,
+    Health,
+    HostReport,
+    HostState,
+    InvalidNativeData,
+    ProviderKind,
+)
 from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
 from resmon.validation import check_batch
 
@@ -35,6 +42,7 @@ INTS = {
     "summary.quickStats.overallMemoryUsage",
     "summary.capacity",
     "summary.freeSpace",
+    "summary.uncommitted",
     "summary.config.numCpu",
     "summary.config.memorySizeMB",
 }
@@ -79,6 +87,8 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
             {child.tag.removeprefix(NS): child.text for child in fc}
             for fc in config.findall(f"{NS}featureCapability")
         ]
+    if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
+        return resource_tree(element)
     if path == "host":  # DatastoreHostMount[]
         mounts = []
         for mount in element.findall(f"{NS}DatastoreHostMount"):
@@ -97,6 +107,20 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
     if path in ("vm", "datastore"):
         return [child.text for child in element]
     return element.text
+
+
+def resource_tree(element: Element) -> dict[str, Any]:
+    """A HostSystemResourceInfo element: key, each allocation's reservation, children."""
+    config = {}
+    for allocation in ("cpuAllocation", "memoryAllocation"):
+        reservation = element.findtext(f"{NS}config/{NS}{allocation}/{NS}reservation")
+        if reservation is not None:
+            config[allocation] = {"reservation": int(reservation)}
+    return {
+        "key": element.findtext(f"{NS}key"),
+        "config": config,
+        "child": [resource_tree(child) for child in element.findall(f"{NS}child")],
+    }
 
 
 def native(kind: str, moref: str, cassette: Path, type_paths: tuple[str, ...]) -> NativeObject:
@@ -201,6 +225,26 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert (instance.arch, instance.hv_type, instance.vm_mode) == ("x86_64", "vmware", "hvm")
     # vm-19 runs on host-16, which is not in this collection.
     assert host.running_instances.count == 0
+    assert host.health is Health.OK  # overallStatus green
+    assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+
+
+def test_real_host_system_reservations(reports: list[HostReport]) -> None:
+    """config.systemResources: host/system reserves 2660 MB and 200 MHz, host/vim 2374 MHz
+    (host/iofilters and host/opt 0 at their own level; host/user is where VMs run)."""
+    host = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    vcpu, memory = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == 2660
+    # 2574 MHz of 1995 MHz logical CPUs: two of the eight.
+    assert vcpu is not None and vcpu.hypervisor_reserved == 2
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    cluster_memory = cluster.inventory("MEMORY_MB")
+    assert cluster_memory is not None and cluster_memory.hypervisor_reserved == 2660
+    # The core adds the operator's reservation to what ESXi holds (Nova's default 512 MiB).
+    settled, _ = apply_policy(reports, TargetPolicy.defaults())
+    settled_host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    settled_memory = settled_host.inventory("MEMORY_MB")
+    assert settled_memory is not None and settled_memory.reserved == 2660 + 512
 
 
 def test_real_datastore_numbers(reports: list[HostReport]) -> None:
@@ -216,6 +260,10 @@ def test_real_datastore_numbers(reports: list[HostReport]) -> None:
     assert ds.shared_with == ["a6b70142-625f-e04e-edf6-05098f74aff3"]
     assert "CUSTOM_VMWARE_DATASTORE_VSAN" in ds.traits
     assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
+    # Thin provisioning: summary.uncommitted 9797894144 B more than the used 24131676400 B.
+    assert ds.storage is not None and ds.storage.uncommitted_bytes == 9797894144
+    assert ds.storage.provisioned_bytes == 386479947776 - 362348271376 + 9797894144
+    assert ds.health is Health.OK
 
 
 def test_real_cluster_aggregate(reports: list[HostReport]) -> None:
