@@ -52,6 +52,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "config.product.build",
         "config.product.osType",
         "config.featureCapability",
+        "config.maskedFeatureCapability",
         "config.systemResources",
         "overallStatus",
         "runtime.bootTime",
@@ -61,6 +62,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.powerState",
     ),
     "ComputeResource": ("name", "environmentBrowser", "host"),
+    "ClusterComputeResource": ("summary.currentEVCModeKey",),
     "Datastore": (
         "summary.name",
         "summary.url",

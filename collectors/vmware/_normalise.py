@@ -160,6 +160,14 @@ def host_state(props: _Props) -> HostState:
     return HostState.UP
 
 
+def _cpuid_features(props: _Props, path: str) -> list[str]:
+    return [
+        str(f.get("key", "")).removeprefix("cpuid.")
+        for f in props.dicts(path)
+        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
+    ]
+
+
 def _reservation(node: Mapping[str, Any], allocation: str, where: str) -> int:
     config = node.get("config") or {}
     value = (
@@ -356,18 +364,19 @@ def _host_report(
     packages = props.integer("summary.hardware.numCpuPkgs")
     cores = props.integer("summary.hardware.numCpuCores")
     threads = props.integer("summary.hardware.numCpuThreads")
-    features = [
-        str(f.get("key", "")).removeprefix("cpuid.")
-        for f in props.dicts("config.featureCapability")
-        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
-    ]
+    features = _cpuid_features(props, "config.featureCapability")
+    # What VMs see: the features left after the cluster's EVC mask (the same list without EVC).
+    masked = _cpuid_features(props, "config.maskedFeatureCapability")
+    if not props.items("config.maskedFeatureCapability"):
+        masked = list(features)
     vendor = None
     for f in props.dicts("config.featureCapability"):
         if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
             vendor = _CPU_VENDORS[str(f.get("key"))]
     if threads and cores and threads > cores:
         features.append("ht")
-    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(features, arch)
+        masked.append("ht")
+    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(masked, arch)
     cpu = Cpu(
         arch=arch,
         vendor=vendor,
@@ -485,6 +494,39 @@ def _cluster_state(members: list[_HostResult]) -> HostState:
     return states.pop() if len(states) == 1 else HostState.UNKNOWN
 
 
+def _cluster_cpu_traits(
+    cluster: _Props, members: list[_HostResult]
+) -> tuple[list[str], list[Anomaly]]:
+    """CPU traits a VM gets on whichever host of the cluster it lands: those every member
+    offers (under EVC, each host's features are already masked to the cluster's EVC mode), plus
+    ``CUSTOM_VMWARE_EVC_<MODE>``. Members of different CPU vendors without EVC cannot pass VMs
+    to one another with vMotion: an anomaly says so."""
+    cpus = [m.report.cpu for m in members if m.report.cpu is not None]
+    anomalies: list[Anomaly] = []
+    evc = cluster.text("summary.currentEVCModeKey")
+    traits: list[str] = []
+    if cpus:
+        common = set.intersection(*(set(c.traits) for c in cpus))
+        arches = {c.arch for c in cpus}
+        arch_trait = vocabulary.arch_trait(arches.pop()) if len(arches) == 1 else None
+        traits = sorted(common | ({arch_trait} if arch_trait else set()))
+    if evc:
+        traits.append(
+            "CUSTOM_VMWARE_EVC_" + "".join(c if c.isalnum() else "_" for c in evc.upper())
+        )
+    vendors = {c.vendor for c in cpus if c.vendor}
+    if len(vendors) > 1 and not evc:
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_mixed_cpu_vendors",
+                "traits",
+                "hosts of different CPU vendors and no EVC mode: vMotion between them fails",
+                ",".join(sorted(vendors)),
+            )
+        )
+    return traits, anomalies
+
+
 def _cluster_report(
     cluster: NativeObject,
     members: list[_HostResult],
@@ -532,6 +574,10 @@ def _cluster_report(
             cpu_used_mhz=sum(observed_cpu) if observed_cpu else None,
             memory_used_bytes=sum(used) if used else None,
         )
+    traits, cpu_anomalies = _cluster_cpu_traits(_Props(cluster), members)
+    anomalies += cpu_anomalies
+    if state is not HostState.UP:
+        traits.append(os_traits.COMPUTE_STATUS_DISABLED)
     return HostReport(
         provider_kind=ProviderKind.CLUSTER,
         identity=HostIdentity(
@@ -540,7 +586,7 @@ def _cluster_report(
         state=state,
         memory=memory,
         inventories=inventories,
-        traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
+        traits=traits,
         observed=observed,
         collected_at=collected_at,
         collector=collector,

@@ -81,11 +81,11 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
         return int(element.text or "")
     if path in BOOLS:
         return element.text == "true"
-    if path == "config.featureCapability":
+    if path in ("config.featureCapability", "config.maskedFeatureCapability"):
         config = answers["config"]
         return [
             {child.tag.removeprefix(NS): child.text for child in fc}
-            for fc in config.findall(f"{NS}featureCapability")
+            for fc in config.findall(NS + path.removeprefix("config."))
         ]
     if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
         return resource_tree(element)
@@ -393,3 +393,75 @@ def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
     (anomaly,) = cluster.anomalies
     assert anomaly.code == "vmware.cluster_down"
     assert "10.218.43.170 not_responding" in anomaly.message
+
+
+def _cluster_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> HostReport:
+    base = [o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")]
+    cluster = NativeObject(
+        "ClusterComputeResource",
+        "domain-c9",
+        {"name": "cluster-a", "host": [h.moref for h in hosts], **props},
+    )
+    reports = normalise(
+        Inventory(about={}, objects=[*base, *hosts, cluster]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+
+
+def _sibling(
+    host: NativeObject, moref: str, uuid: str, drop: set[str], vendor: str
+) -> NativeObject:
+    """A second host of the cluster: host-14's data without some features, of a vendor."""
+
+    def keep(items: list[dict[str, str]]) -> list[dict[str, str]]:
+        kept = [f for f in items if f["key"] not in drop and f["key"] not in _VENDOR_KEYS]
+        return [*kept, {"key": vendor, "value": "1"}]
+
+    return NativeObject(
+        host.type,
+        moref,
+        {
+            **host.props,
+            "summary.hardware.uuid": uuid,
+            "config.featureCapability": keep(host.props["config.featureCapability"]),
+            "config.maskedFeatureCapability": keep(host.props["config.maskedFeatureCapability"]),
+        },
+    )
+
+
+_VENDOR_KEYS = {"cpuid.intel", "cpuid.amd", "cpuid.hygon"}
+
+
+def test_cluster_traits_are_what_every_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    older = _sibling(host, "host-99", "00000000-0000-0000-0000-000000000099",
+                     {"cpuid.avx512f", "cpuid.avx512vnni"}, "cpuid.intel")  # fmt: skip
+    cluster = _cluster_with(
+        inventory, host, older, **{"summary.currentEVCModeKey": "intel-icelake"}
+    )
+    assert "HW_CPU_X86_AVX2" in cluster.traits and "HW_ARCH_X86_64" in cluster.traits
+    assert "HW_CPU_X86_AVX512F" not in cluster.traits  # host-99 lacks it
+    assert "CUSTOM_VMWARE_EVC_INTEL_ICELAKE" in cluster.traits
+    assert cluster.anomalies == []
+
+
+def test_evc_mask_decides_what_a_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    masked = [
+        f for f in host.props["config.maskedFeatureCapability"] if f["key"] != "cpuid.avx512f"
+    ]
+    reports = _normalised(inventory, host, **{"config.maskedFeatureCapability": masked})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert "HW_CPU_X86_AVX512F" not in report.traits  # masked by EVC
+    assert report.cpu is not None and "avx512f" in report.cpu.features  # the hardware has it
+
+
+def test_mixed_cpu_vendors_without_evc(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    amd = _sibling(host, "host-98", "00000000-0000-0000-0000-000000000098", set(), "cpuid.amd")
+    cluster = _cluster_with(inventory, host, amd)
+    assert [a.code for a in cluster.anomalies] == ["vmware.cluster_mixed_cpu_vendors"]
+    assert cluster.anomalies[0].raw_value == "AMD,Intel"
