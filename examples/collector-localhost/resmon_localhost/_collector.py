@@ -8,7 +8,7 @@ What is read, and from where:
 | fact | file |
 |---|---|
 | arch, kernel release, hostname | /proc/sys/kernel/{arch,osrelease,hostname} |
-| CPU vendor, model, flags, MHz | /proc/cpuinfo (first processor), cpu0/cpufreq/cpuinfo_max_freq |
+| CPU vendor, model, flags, MHz | /proc/cpuinfo (first processor), cpu0/cpufreq/base_frequency |
 | CPUs, topology | /sys/devices/system/cpu/online, cpuN/topology/{physical_package_id,core_id} |
 | memory | /proc/meminfo (MemTotal, MemAvailable) |
 | NUMA cells and huge pages | /sys/devices/system/node/nodeN/{cpulist,meminfo,hugepages/} |
@@ -231,8 +231,13 @@ class LocalhostCollector(Collector):
             package = int(self._read(f"{topology}/physical_package_id"))
             cores.add((package, int(self._read(f"{topology}/core_id"))))
         sockets = len({package for package, _ in cores})
-        max_khz = self._read_optional("sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-        mhz = int(max_khz) // 1000 if max_khz else round(float(info.get("cpu MHz", 0)))
+        # The nominal frequency (intel_pstate's base_frequency), else the highest, else the
+        # current one; cpuinfo_max_freq includes turbo where base_frequency exists.
+        cpufreq = "sys/devices/system/cpu/cpu0/cpufreq"
+        khz = self._read_optional(f"{cpufreq}/base_frequency") or self._read_optional(
+            f"{cpufreq}/cpuinfo_max_freq"
+        )
+        mhz = int(khz) // 1000 if khz else round(float(info.get("cpu MHz", 0)))
         # The "ht" flag is the CPUID HTT bit, set on most CPUs without SMT: count threads instead.
         threads = len(online) // len(cores)
         traits, _unmapped = vocabulary.cpu_feature_traits([f for f in features if f != "ht"], arch)
