@@ -61,7 +61,7 @@ class GoldenGuest:
 @dataclass(frozen=True)
 class GoldenHost:
     """The machine: two Intel Xeon E5-2667 v3 (Haswell, 8 cores, 2 threads per core, 3.2 GHz),
-    128 GiB in two NUMA cells, a 1 TiB local disk with 100 GiB allocated, three running guests
+    128 GiB in two NUMA cells, a 100 GiB local disk with 40 GiB allocated, three running guests
     of 2 vCPU / 4 GiB and one stopped guest of 4 vCPU / 8 GiB."""
 
     host_id: str = "4c4c4544-0057-3810-8031-b4c04f4d3732"
@@ -89,8 +89,8 @@ class GoldenHost:
     memory_mib: int = 128 * 1024
     #: (cell id, first CPU, last CPU, memory MiB): Windows-style numbering, node after node.
     numa_cells: tuple[tuple[int, int, int, int], ...] = ((0, 0, 15, 65536), (1, 16, 31, 65536))
-    disk_gib: int = 1024
-    disk_used_gib: int = 100
+    disk_gib: int = 100
+    disk_used_gib: int = 40
     guests: tuple[GoldenGuest, ...] = (
         GoldenGuest("5b1a7c52-3e0f-4c1d-9a8b-0d2e4f6a8c01", "web-1", 2, 4096),
         GoldenGuest("5b1a7c52-3e0f-4c1d-9a8b-0d2e4f6a8c02", "web-2", 2, 4096),
