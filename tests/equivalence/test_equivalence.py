@@ -10,6 +10,7 @@ collector the /proc and /sys tree its own tests write.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -247,3 +248,74 @@ def test_policy_changes_every_driver_alike(golden_libvirtd: type[Any], tmp_path:
         "MEMORY_MB": (4096, 1.5, int((memory - 4096) * 1.5)),
     }
     assert capacities == dict.fromkeys(by_driver, expected)
+
+
+# -- vSphere through the simulator -------------------------------------------------------------
+
+
+def golden_esxi_flags(variant: Variant) -> list[str]:
+    """The vCenter simulator's flags that make its ESXi host the golden host (the cpuid keys
+    ESXi 8.0.3 reports for this CPU, as in vmware/golden-running.json)."""
+    dump = json.loads((HERE / "vmware" / f"golden-{variant}.json").read_text())
+    host = next(o["props"] for o in dump["objects"] if o["type"] == "HostSystem")
+    guests = [o["props"] for o in dump["objects"] if o["type"] == "VirtualMachine"]
+    cpuid = [f["key"].removeprefix("cpuid.") for f in host["config.featureCapability"]]
+    return [
+        f"-host-uuid={host['summary.hardware.uuid']}",
+        f"-host-cpu-model={host['summary.hardware.cpuModel']}",
+        f"-host-cpu-packages={host['summary.hardware.numCpuPkgs']}",
+        f"-host-cpu-cores={host['summary.hardware.numCpuCores']}",
+        f"-host-cpu-threads={host['summary.hardware.numCpuThreads']}",
+        f"-host-cpu-mhz={host['summary.hardware.cpuMhz']}",
+        f"-host-memory-mb={host['summary.hardware.memorySize'] // MIB}",
+        f"-host-cpuid={','.join(cpuid)}",
+        f"-host-maintenance={str(host['runtime.inMaintenanceMode']).lower()}",
+        "-guests="
+        + ";".join(
+            f"{g['name']},{g['summary.config.instanceUuid']},{g['summary.config.numCpu']},"
+            f"{g['summary.config.memorySizeMB']},"
+            f"{'on' if g['runtime.powerState'] == 'poweredOn' else 'off'}"
+            for g in sorted(guests, key=lambda g: str(g["name"]))
+        ),
+    ]
+
+
+@pytest.mark.vcsim
+class TestVmwareSimulator(EquivalenceSuite):
+    """The same golden ESXi host, served by the vCenter simulator and read over the API."""
+
+    declared_differences = DECLARED
+
+    @pytest.fixture(autouse=True)
+    def collector(self) -> None:
+        pytest.importorskip("pyVmomi")
+        from collectors.vmware import VmwareCollector
+
+        type(self).collector_cls = VmwareCollector
+
+    def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
+        from tests.vmware import vcsim
+
+        try:
+            vcsim.build()
+        except vcsim.SimulatorUnavailable as exc:
+            pytest.fail(f"cannot build the vCenter simulator: {exc}")
+        flags = golden_esxi_flags(variant)
+        guests = flags[-1].removeprefix("-guests=").split(";")
+        sim = vcsim.start(esx=True, vm=len(guests), username="root", password="golden", extra=flags)
+        try:
+            return self.collect(
+                Target(
+                    name="golden",
+                    collector="vmware",
+                    url=sim.url,
+                    username="root",
+                    password="golden",
+                    ca_bundle=sim.cert,
+                )
+            )
+        finally:
+            sim.stop()
+
+    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
+        return settle(reports)
