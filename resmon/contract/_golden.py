@@ -247,12 +247,14 @@ def golden_view(
     return view
 
 
-def _hypervisor_reserved(report: HostReport, resource_class: str) -> int:
-    """What the hypervisor holds back: schema 1.1 has its own field; in 1.0 it is ``reserved``."""
+def _hypervisor_reserved(report: HostReport, resource_class: str, after_policy: bool) -> int:
+    """What the hypervisor holds back: schema 1.1 has its own field; a 1.0 collector reports it
+    as ``reserved``, which the core's policy moves into ``hypervisor_reserved``."""
     inv = report.inventory(resource_class)
     assert inv is not None
-    held = getattr(inv, "hypervisor_reserved", None)
-    return inv.reserved if report.schema_version == "1.0" or held is None else int(held)
+    if report.schema_version == "1.0" and not after_policy:
+        return inv.reserved
+    return inv.hypervisor_reserved
 
 
 def report_view(report: HostReport, *, after_policy: bool = False) -> dict[str, object]:
@@ -306,7 +308,7 @@ def report_view(report: HostReport, *, after_policy: bool = False) -> dict[str, 
         view |= _inventory_view(
             f"inventories.{rc}",
             total=inv.total,
-            hypervisor_reserved=_hypervisor_reserved(report, rc),
+            hypervisor_reserved=_hypervisor_reserved(report, rc, after_policy),
             used=inv.used,
             max_unit=inv.max_unit,
         )

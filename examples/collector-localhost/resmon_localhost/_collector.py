@@ -187,6 +187,7 @@ class LocalhostCollector(Collector):
         kvm = (self.root / "dev/kvm").exists()
         hv_types = ["kvm", "qemu"] if kvm else ["qemu"]
         return HostReport(
+            schema_version="1.0",  # the schema of contract 1.0, which this collector implements
             identity=HostIdentity(
                 host_id=self._host_id(),
                 target=self.target.name,

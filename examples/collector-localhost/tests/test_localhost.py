@@ -22,6 +22,7 @@ from resmon.contract.testing import (
     GoldenHost,
     Variant,
 )
+from resmon.policy import TargetPolicy, apply_policy
 from resmon_localhost import LocalhostCollector
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -40,6 +41,11 @@ class TestContract(CollectorContractSuite):
 class TestEquivalence(EquivalenceSuite):
     collector_cls = LocalhostCollector
     declared_differences = README.read_text()
+
+    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
+        # Compare what resmon stores too: the reports after the core's default policy.
+        settled, _anomalies = apply_policy(reports, TargetPolicy.defaults())
+        return settled
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
         if variant == "maintenance":
