@@ -294,7 +294,7 @@ class TestVmwareSimulator(EquivalenceSuite):
         type(self).collector_cls = VmwareCollector
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
-        from tests.vmware import vcsim
+        from vmware import vcsim  # tests/vmware (pytest puts tests/ on sys.path)
 
         try:
             vcsim.build()
