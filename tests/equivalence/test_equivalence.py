@@ -22,6 +22,7 @@ import pytest
 from resmon.contract import HostReport, Target
 from resmon.contract.testing import GOLDEN_HOST, EquivalenceSuite, Variant
 from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
+from resmon.validation import check_batch
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -35,6 +36,24 @@ def settle(reports: list[HostReport], policy: TargetPolicy | None = None) -> lis
     """What the core stores: the reports after the operator's policy (Nova's by default)."""
     settled, _anomalies = apply_policy(reports, policy or TargetPolicy.defaults())
     return settled
+
+
+class InTreeEquivalence(EquivalenceSuite):
+    """The kit's check after the core's policy, plus: the golden host is a healthy host, so
+    neither the collector nor the core's invariants find anything odd in it."""
+
+    declared_differences = DECLARED
+
+    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
+        return settle(reports)
+
+    def test_golden_host_raises_no_anomaly(self, tmp_path: Path) -> None:
+        reports = self.golden_reports("running", tmp_path)
+        assert reports is not None
+        settled, policy_anomalies = apply_policy(reports, TargetPolicy.defaults())
+        found = {r.identity.host_id: [a.code for a in r.anomalies] for r in settled}
+        found |= {key[1]: [a.code for a in a_list] for key, a_list in check_batch(settled).items()}
+        assert policy_anomalies == {} and all(not codes for codes in found.values()), found
 
 
 # -- libvirt ---------------------------------------------------------------------------------
@@ -102,18 +121,13 @@ def libvirt_reports(collector_cls: type[Any], variant: Variant) -> list[HostRepo
     return reports
 
 
-class TestLibvirt(EquivalenceSuite):
-    declared_differences = DECLARED
-
+class TestLibvirt(InTreeEquivalence):
     @pytest.fixture(autouse=True)
     def collector(self, golden_libvirtd: type[Any]) -> None:
         type(self).collector_cls = golden_libvirtd
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
         return libvirt_reports(self.collector_cls, variant)
-
-    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
-        return settle(reports)
 
 
 # -- vSphere -------------------------------------------------------------------------------
@@ -127,9 +141,7 @@ def vmware_reports(variant: Variant) -> list[HostReport]:
     return VmwareCollector.normalise_offline({"dump": [dump]}, target="golden")
 
 
-class TestVmware(EquivalenceSuite):
-    declared_differences = DECLARED
-
+class TestVmware(InTreeEquivalence):
     @pytest.fixture(autouse=True)
     def collector(self) -> None:
         pytest.importorskip("pyVmomi")
@@ -139,9 +151,6 @@ class TestVmware(EquivalenceSuite):
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
         return vmware_reports(variant)
-
-    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
-        return settle(reports)
 
 
 # -- Hyper-V -------------------------------------------------------------------------------
@@ -157,9 +166,7 @@ def hyperv_reports(variant: Variant) -> list[HostReport] | None:
     return HypervCollector.normalise_offline({"json": [document]}, target="golden")
 
 
-class TestHyperv(EquivalenceSuite):
-    declared_differences = DECLARED
-
+class TestHyperv(InTreeEquivalence):
     @pytest.fixture(autouse=True)
     def collector(self) -> None:
         pytest.importorskip("winrm")
@@ -169,9 +176,6 @@ class TestHyperv(EquivalenceSuite):
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
         return hyperv_reports(variant)
-
-    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
-        return settle(reports)
 
 
 # -- the example collector -------------------------------------------------------------------
@@ -203,7 +207,7 @@ def localhost_reports(variant: Variant, directory: Path) -> list[HostReport] | N
     return reports
 
 
-class TestLocalhost(EquivalenceSuite):
+class TestLocalhost(InTreeEquivalence):
     # An out-of-tree collector keeps its table in its own repository.
     declared_differences = (EXAMPLE / "README.md").read_text()
 
@@ -213,9 +217,6 @@ class TestLocalhost(EquivalenceSuite):
 
     def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
         return localhost_reports(variant, directory)
-
-    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
-        return settle(reports)
 
 
 # -- policy --------------------------------------------------------------------------------
@@ -281,10 +282,8 @@ def golden_esxi_flags(variant: Variant) -> list[str]:
 
 
 @pytest.mark.vcsim
-class TestVmwareSimulator(EquivalenceSuite):
+class TestVmwareSimulator(InTreeEquivalence):
     """The same golden ESXi host, served by the vCenter simulator and read over the API."""
-
-    declared_differences = DECLARED
 
     @pytest.fixture(autouse=True)
     def collector(self) -> None:
@@ -316,6 +315,3 @@ class TestVmwareSimulator(EquivalenceSuite):
             )
         finally:
             sim.stop()
-
-    def apply_policy(self, reports: list[HostReport]) -> list[HostReport]:
-        return settle(reports)
