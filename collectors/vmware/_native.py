@@ -46,24 +46,26 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "summary.hardware.vendor",
         "summary.quickStats.overallCpuUsage",
         "summary.quickStats.overallMemoryUsage",
-        "overallStatus",
         "config.product.name",
         "config.product.fullName",
         "config.product.version",
         "config.product.build",
         "config.product.osType",
         "config.featureCapability",
-        # The resource pools ESXi keeps for itself (host/system = vmkernel, host/vim, ...).
+        "config.maskedFeatureCapability",
         "config.systemResources",
+        "overallStatus",
         "runtime.bootTime",
         "runtime.connectionState",
         "runtime.inMaintenanceMode",
+        "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
     "ComputeResource": ("name", "parent", "environmentBrowser", "host"),
     # Only to name the datacenter a host is in: folders link compute resources up to it.
     "Folder": ("parent",),
     "Datacenter": ("name",),
+    "ClusterComputeResource": ("summary.currentEVCModeKey",),
     "Datastore": (
         "summary.name",
         "summary.url",
@@ -125,6 +127,13 @@ class Inventory:
             "objects": [o.to_json() for o in self.objects],
             "descriptors": self.descriptors,
         }
+
+    def save(self, directory: Path, name: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        path = directory / f"vmware-{name}-{stamp}.json"
+        path.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
+        return path
 
     @classmethod
     def from_json(cls, data: object, *, source: str) -> Inventory:

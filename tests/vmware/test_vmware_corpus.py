@@ -42,11 +42,16 @@ INTS = {
     "summary.quickStats.overallMemoryUsage",
     "summary.capacity",
     "summary.freeSpace",
+    "summary.uncommitted",
     "summary.config.numCpu",
     "summary.config.memorySizeMB",
-    "summary.uncommitted",
 }
-BOOLS = {"runtime.inMaintenanceMode", "summary.accessible", "summary.config.template"}
+BOOLS = {
+    "runtime.inMaintenanceMode",
+    "runtime.inQuarantineMode",
+    "summary.accessible",
+    "summary.config.template",
+}
 
 
 def fetches(path: Path) -> dict[str, Element]:
@@ -76,12 +81,14 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
         return int(element.text or "")
     if path in BOOLS:
         return element.text == "true"
-    if path == "config.featureCapability":
+    if path in ("config.featureCapability", "config.maskedFeatureCapability"):
         config = answers["config"]
         return [
             {child.tag.removeprefix(NS): child.text for child in fc}
-            for fc in config.findall(f"{NS}featureCapability")
+            for fc in config.findall(NS + path.removeprefix("config."))
         ]
+    if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
+        return resource_tree(element)
     if path == "host":  # DatastoreHostMount[]
         mounts = []
         for mount in element.findall(f"{NS}DatastoreHostMount"):
@@ -97,28 +104,23 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
                 }
             )
         return mounts
-    if path == "config.systemResources":  # HostSystemResourceInfo, a tree of pools
-        return resource_tree(element)
     if path in ("vm", "datastore"):
         return [child.text for child in element]
     return element.text
 
 
-def resource_tree(element: Element) -> Any:
-    """A data object as pyVmomi's plain form: nested dicts, ``child`` always a list, integers
-    where the text is one."""
-    children = list(element)
-    if not children:
-        text = element.text or ""
-        return int(text) if text.lstrip("-").isdigit() else text
-    plain: dict[str, Any] = {}
-    for child in children:
-        name = child.tag.removeprefix(NS)
-        if name == "child":
-            plain.setdefault("child", []).append(resource_tree(child))
-        else:
-            plain[name] = resource_tree(child)
-    return plain
+def resource_tree(element: Element) -> dict[str, Any]:
+    """A HostSystemResourceInfo element: key, each allocation's reservation, children."""
+    config = {}
+    for allocation in ("cpuAllocation", "memoryAllocation"):
+        reservation = element.findtext(f"{NS}config/{NS}{allocation}/{NS}reservation")
+        if reservation is not None:
+            config[allocation] = {"reservation": int(reservation)}
+    return {
+        "key": element.findtext(f"{NS}key"),
+        "config": config,
+        "child": [resource_tree(child) for child in element.findall(f"{NS}child")],
+    }
 
 
 def native(kind: str, moref: str, cassette: Path, type_paths: tuple[str, ...]) -> NativeObject:
@@ -195,12 +197,6 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
     # 17178767360 / 2**20 = 16382.95...: whole MiB only.
     assert mem is not None and mem.total == 16382
-    # config.systemResources: host/system (the vmkernel) reserves 2660 MB; host/vim, host/opt,
-    # host/iofilters reserve no memory at the top level (host/user holds the VMs).
-    assert mem.hypervisor_reserved == 2660 and vcpu.hypervisor_reserved == 0
-    assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
-    assert host.location is not None and host.location.cluster == "cluster-a"
-    assert host.health is Health.OK  # overallStatus = green
     assert host.hypervisor is not None
     assert host.hypervisor.product == "VMware ESXi"
     assert host.hypervisor.version == "8.0.3 build-69507956"
@@ -229,6 +225,27 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert (instance.arch, instance.hv_type, instance.vm_mode) == ("x86_64", "vmware", "hvm")
     # vm-19 runs on host-16, which is not in this collection.
     assert host.running_instances.count == 0
+    assert host.health is Health.OK  # overallStatus green
+    assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+    assert host.location is not None and host.location.cluster == "cluster-a"
+
+
+def test_real_host_system_reservations(reports: list[HostReport]) -> None:
+    """config.systemResources: host/system reserves 2660 MB and 200 MHz, host/vim 2374 MHz
+    (host/iofilters and host/opt 0 at their own level; host/user is where VMs run)."""
+    host = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    vcpu, memory = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == 2660
+    # 2574 MHz of 1995 MHz logical CPUs: two of the eight.
+    assert vcpu is not None and vcpu.hypervisor_reserved == 2
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    cluster_memory = cluster.inventory("MEMORY_MB")
+    assert cluster_memory is not None and cluster_memory.hypervisor_reserved == 2660
+    # The core adds the operator's reservation to what ESXi holds (Nova's default 512 MiB).
+    settled, _ = apply_policy(reports, TargetPolicy.defaults())
+    settled_host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    settled_memory = settled_host.inventory("MEMORY_MB")
+    assert settled_memory is not None and settled_memory.reserved == 2660 + 512
 
 
 def test_real_datastore_numbers(reports: list[HostReport]) -> None:
@@ -243,11 +260,11 @@ def test_real_datastore_numbers(reports: list[HostReport]) -> None:
     # Mounted on host-15, -16, -12 and -14; only host-14 is in this collection.
     assert ds.shared_with == ["a6b70142-625f-e04e-edf6-05098f74aff3"]
     assert "CUSTOM_VMWARE_DATASTORE_VSAN" in ds.traits
-    # summary.uncommitted = 9797894144 B; provisioned = used bytes + uncommitted.
+    assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
+    # Thin provisioning: summary.uncommitted 9797894144 B more than the used 24131676400 B.
     assert ds.storage is not None and ds.storage.uncommitted_bytes == 9797894144
     assert ds.storage.provisioned_bytes == 386479947776 - 362348271376 + 9797894144
     assert ds.health is Health.OK
-    assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
 
 
 def test_real_cluster_aggregate(reports: list[HostReport]) -> None:
@@ -312,10 +329,6 @@ def test_policy_changes_capacity_the_same_way(
     check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
 ) -> None:
     assert check_policy_applies_uniformly(reports) == {"VCPU", "MEMORY_MB"}
-    # Nova's defaults on the real ESXi host: the vmkernel's 2660 MiB plus the operator's 512.
-    (default_host, *_) = apply_policy(reports, TargetPolicy.defaults())[0]
-    memory = default_host.inventory("MEMORY_MB")
-    assert memory is not None and (memory.reserved, memory.capacity) == (3172, 16382 - 3172)
     # The cluster reserves what its member host reserves, once; its ratio is the policy's.
     settled, _ = apply_policy(
         reports, resolve_policy(PolicyTable(reserved_host_memory_mb=1024), None)
@@ -327,3 +340,129 @@ def test_policy_changes_capacity_the_same_way(
     assert cluster_memory.operator_reserved == host_memory.operator_reserved == 1024
     assert cluster_memory.reserved == host_memory.reserved
     assert cluster_memory.allocation_ratio == 1.0
+
+
+def _normalised(inventory: Inventory, obj: NativeObject, **props: object) -> list[HostReport]:
+    changed = NativeObject(obj.type, obj.moref, {**obj.props, **props})
+    return normalise(
+        Inventory(about={}, objects=[changed if o is obj else o for o in inventory.objects]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+
+
+def test_host_with_an_inaccessible_mount_does_not_share_the_datastore(
+    inventory: Inventory,
+) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    mounts = [
+        {**m, "mountInfo": {**m["mountInfo"], "accessible": m["key"] != "host-14"}}
+        for m in datastore.props["host"]
+    ]
+    # host-14 still lists the datastore in its own `datastore` property: the mount decides.
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert "datastore-17" in host.props["datastore"]
+    reports = _normalised(inventory, datastore, host=mounts)
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    assert ds.shared_with == []
+
+
+def test_datastore_in_maintenance_keeps_its_used(inventory: Inventory) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    reports = _normalised(inventory, datastore, **{"summary.maintenanceMode": "inMaintenance"})
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    disk = ds.inventory("DISK_GB")
+    assert ds.state is HostState.MAINTENANCE and disk is not None
+    assert (disk.total, disk.used) == (359, 22)  # the core then sets reserved = total
+
+
+def test_quarantined_host_stays_up_with_an_anomaly(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert host.props["runtime.inQuarantineMode"] is False  # as recorded
+    reports = _normalised(inventory, host, **{"runtime.inQuarantineMode": True})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert report.state is HostState.UP
+    assert [a.code for a in report.anomalies] == ["vmware.host_quarantine"]
+
+
+def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    reports = _normalised(inventory, host, **{"runtime.connectionState": "notResponding"})
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    assert cluster.state is HostState.NOT_RESPONDING
+    (anomaly,) = cluster.anomalies
+    assert anomaly.code == "vmware.cluster_down"
+    assert "10.218.43.170 not_responding" in anomaly.message
+
+
+def _cluster_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> HostReport:
+    base = [o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")]
+    cluster = NativeObject(
+        "ClusterComputeResource",
+        "domain-c9",
+        {"name": "cluster-a", "host": [h.moref for h in hosts], **props},
+    )
+    reports = normalise(
+        Inventory(about={}, objects=[*base, *hosts, cluster]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+
+
+def _sibling(
+    host: NativeObject, moref: str, uuid: str, drop: set[str], vendor: str
+) -> NativeObject:
+    """A second host of the cluster: host-14's data without some features, of a vendor."""
+
+    def keep(items: list[dict[str, str]]) -> list[dict[str, str]]:
+        kept = [f for f in items if f["key"] not in drop and f["key"] not in _VENDOR_KEYS]
+        return [*kept, {"key": vendor, "value": "1"}]
+
+    return NativeObject(
+        host.type,
+        moref,
+        {
+            **host.props,
+            "summary.hardware.uuid": uuid,
+            "config.featureCapability": keep(host.props["config.featureCapability"]),
+            "config.maskedFeatureCapability": keep(host.props["config.maskedFeatureCapability"]),
+        },
+    )
+
+
+_VENDOR_KEYS = {"cpuid.intel", "cpuid.amd", "cpuid.hygon"}
+
+
+def test_cluster_traits_are_what_every_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    older = _sibling(host, "host-99", "00000000-0000-0000-0000-000000000099",
+                     {"cpuid.avx512f", "cpuid.avx512vnni"}, "cpuid.intel")  # fmt: skip
+    cluster = _cluster_with(
+        inventory, host, older, **{"summary.currentEVCModeKey": "intel-icelake"}
+    )
+    assert "HW_CPU_X86_AVX2" in cluster.traits and "HW_ARCH_X86_64" in cluster.traits
+    assert "HW_CPU_X86_AVX512F" not in cluster.traits  # host-99 lacks it
+    assert "CUSTOM_VMWARE_EVC_INTEL_ICELAKE" in cluster.traits
+    assert cluster.anomalies == []
+
+
+def test_evc_mask_decides_what_a_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    masked = [
+        f for f in host.props["config.maskedFeatureCapability"] if f["key"] != "cpuid.avx512f"
+    ]
+    reports = _normalised(inventory, host, **{"config.maskedFeatureCapability": masked})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert "HW_CPU_X86_AVX512F" not in report.traits  # masked by EVC
+    assert report.cpu is not None and "avx512f" in report.cpu.features  # the hardware has it
+
+
+def test_mixed_cpu_vendors_without_evc(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    amd = _sibling(host, "host-98", "00000000-0000-0000-0000-000000000098", set(), "cpuid.amd")
+    cluster = _cluster_with(inventory, host, amd)
+    assert [a.code for a in cluster.anomalies] == ["vmware.cluster_mixed_cpu_vendors"]
+    assert cluster.anomalies[0].raw_value == "AMD,Intel"
