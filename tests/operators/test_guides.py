@@ -47,8 +47,8 @@ def shell_blocks(path: Path) -> list[tuple[str, str]]:
 
 
 def emitted_anomaly_codes() -> tuple[set[str], list[re.Pattern[str]]]:
-    """Codes passed to ``Anomaly(code=...)`` or an ``_anomaly(code, ...)`` helper in the core and
-    the collectors: literal codes, and f-string codes as patterns."""
+    """Codes passed to ``Anomaly(code=...)``, ``Anomaly.of(code, ...)`` or an ``_anomaly``
+    helper in the core and the collectors: literal codes, and f-string codes as patterns."""
     literal: set[str] = set()
     patterns: list[re.Pattern[str]] = []
     for package in ("resmon", "collectors"):
@@ -57,6 +57,8 @@ def emitted_anomaly_codes() -> tuple[set[str], list[re.Pattern[str]]]:
                 if not isinstance(node, ast.Call):
                     continue
                 name = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if name == "of" and getattr(node.func, "value", None) is not None:
+                    name = getattr(node.func.value, "id", None)  # type: ignore[attr-defined]
                 if name not in ("Anomaly", "_anomaly"):
                     continue
                 code = next((k.value for k in node.keywords if k.arg == "code"), None)
