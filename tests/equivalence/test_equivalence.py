@@ -100,14 +100,14 @@ class GoldenLibvirtd:
 def golden_libvirtd(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Any]]:
     """The libvirt collector, whose connections are GoldenLibvirtd."""
     pytest.importorskip("libvirt")
-    from collectors.libvirt import LibvirtCollector, _collector
+    from collectors.libvirt import LibvirtCollector, _connection
 
-    real_open = _collector.open_connection
+    real_open = _connection.open_connection
 
     def open_golden(uri: str, **kwargs: Any) -> GoldenLibvirtd:
         return GoldenLibvirtd(real_open(uri, **kwargs))
 
-    monkeypatch.setattr(_collector, "open_connection", open_golden)
+    monkeypatch.setattr(_connection, "open_connection", open_golden)
     yield LibvirtCollector
 
 
