@@ -392,7 +392,7 @@ def _exit_now_if_threads_linger(code: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
     config = _load(args, allow_default=False)
     if args.listen:
@@ -407,7 +407,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Start-up objects (modules, the app, its routes) live for the whole process: keeping them
     # out of the collector's generations removes most of the full-collection pauses from requests.
     gc.freeze()
-    uvicorn.run(app, host=address[0], port=address[1], log_level="info")
+    uvicorn.run(app, host=address[0], port=address[1], log_level="info", **SERVER_OPTIONS)
     return 0
 
 
