@@ -194,6 +194,28 @@ def sandbox_available() -> str | None:
     return None
 
 
+def copy_checkout(destination: Path) -> Path:
+    """The checkout's files as git sees them (tracked or not ignored), or the whole tree less
+    build output where there is no git."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        shutil.copytree(
+            REPO_ROOT, destination,
+            ignore=shutil.ignore_patterns(".git", ".build", "__pycache__", "*.egg-info", "*.db",
+                                          "dist", "build", ".*_cache"),
+        )  # fmt: skip
+        return destination
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is left out
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
 def guide_script() -> str:
     parts = [STAND_IN]
     for guide in GUIDES:
@@ -207,12 +229,7 @@ def test_guides_run_as_written(tmp_path: Path) -> None:
     reason = sandbox_available()
     if reason:
         pytest.skip(reason)
-    checkout = tmp_path / "resmon"
-    shutil.copytree(
-        REPO_ROOT, checkout,
-        ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "*.db", "dist",
-                                      "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"),
-    )  # fmt: skip
+    checkout = copy_checkout(tmp_path / "resmon")
     script = tmp_path / "guides.sh"
     script.write_text(guide_script())
     layers = tmp_path / "layers"
