@@ -11,6 +11,8 @@ from pathlib import Path
 
 from resmon.store import Store
 
+from .waiting import stored_runs
+
 HELPER = Path(__file__).with_name("resmon_with_test_collectors.py")
 GRACE_S = 3.0
 
@@ -52,7 +54,7 @@ timeout_s = 300
         deadline = time.monotonic() + 60
         while True:  # until the first round is under way (the quick target is stored)
             assert proc.poll() is None, proc.communicate()[1]
-            if (tmp_path / "resmon.db").exists() and store.is_current() and store.runs("quick"):
+            if stored_runs(store, "quick"):
                 break
             assert time.monotonic() < deadline, "the quick target was never stored"
             time.sleep(0.05)
