@@ -283,7 +283,11 @@ class Daemon:
             target_config = self._targets[name]
             timeout_s = target_config.timeout_s
             if job.future.done():
-                outcome, instance = job.future.result()
+                try:
+                    outcome, instance = job.future.result()
+                except Exception as exc:  # a bug of the daemon's own: the target fails, we go on
+                    log.exception("target %s: the collection crashed", name)
+                    outcome, instance = self._crashed(target_config, job, exc), None
                 assert job.started is not None and job.finished is not None
                 if job.finished - job.started > timeout_s:
                     # Finished, but later than the limit: the whole collection is what counts.
@@ -317,6 +321,18 @@ class Daemon:
             duration_s=elapsed,
             error_kind=error.kind,
             error_message=error.message,
+        )
+
+    def _crashed(
+        self, target_config: TargetConfig, job: _Running, exc: Exception
+    ) -> CollectionOutcome:
+        return CollectionOutcome(
+            target=target_config.name,
+            collector=target_config.collector,
+            started_at=job.submitted_at,
+            duration_s=(job.finished or time.monotonic()) - (job.started or time.monotonic()),
+            error_kind="internal_error",
+            error_message=f"{type(exc).__name__}: {exc}",
         )
 
     def _close_late(self, name: str, instance: Collector) -> None:
