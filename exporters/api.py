@@ -101,15 +101,19 @@ class ErrorBody(BaseModel):
 
 
 class InventoryRecord(BaseModel):
-    """Placement's inventory record plus observed use; capacity and free as stored."""
+    """Placement's inventory record plus allocated use; capacity and free as stored."""
 
     total: int
-    reserved: int
+    reserved: int = Field(
+        description="Final reservation: the two parts below (or total when the provider is not up)."
+    )
+    hypervisor_reserved: int = Field(description="Held back by the hypervisor itself.")
+    operator_reserved: int = Field(description="Reserved by the operator's policy.")
     min_unit: int
     max_unit: int
     step_size: int
     allocation_ratio: float
-    used: int
+    used: int = Field(description="Allocated to running instances (Placement's meaning).")
     capacity: int
     free: int
 

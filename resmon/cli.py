@@ -286,7 +286,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
             dump_dir.mkdir(parents=True, exist_ok=True)
         collector_cls = load_collector(target_config.collector)
         outcome, instance = collect_target(
-            collector_cls, target_config.resolve(dump_native_dir=dump_dir)
+            collector_cls,
+            target_config.resolve(dump_native_dir=dump_dir),
+            policy=config.policy_for(target_config),
         )
         if instance is not None:
             instance.close()

@@ -273,7 +273,9 @@ class Daemon:
                 None,
             )
         instance = self._instances.pop(target_config.name, None)
-        return collect_target(collector_cls, target, instance=instance)
+        return collect_target(
+            collector_cls, target, instance=instance, policy=self.config.policy_for(target_config)
+        )
 
     def _reap(self, running: dict[str, _Running]) -> list[CollectionOutcome]:
         """Take the collections that finished or ran out of time; hand them to the writer."""

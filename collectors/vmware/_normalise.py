@@ -8,16 +8,18 @@ Choices a reader of the reports should know:
 - Every HostSystem is a ``compute_host``; its id is the hardware UUID (``summary.hardware.uuid``),
   or its managed-object id when the UUID is missing or shared with another host (then an
   anomaly says so).
-- A host that is not up (disconnected, notResponding, maintenance, standby) keeps its inventory
-  totals, with ``reserved = total`` so that its capacity is 0 (Placement's way of saying "exists,
-  not schedulable"), ``used = 0`` (vCenter's view of its VMs is stale), and the
-  ``COMPUTE_STATUS_DISABLED`` trait.
-- A ClusterComputeResource is a ``cluster`` provider: totals, reserved and used are the sums over
-  its hosts; ``max_unit`` is the largest single up host (a VM lands on one host).
+- Facts only: allocation ratios and operator reservations are the core's policy. A host that is
+  not up (disconnected, notResponding, maintenance, standby) keeps its inventory totals (the core
+  then sets ``reserved = total``: "exists, not schedulable"), ``used = 0`` (vCenter's view of its
+  VMs is stale), and the ``COMPUTE_STATUS_DISABLED`` trait.
+- A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
+  used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
+  one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice.
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
-  templates; observed use (``memory.used_bytes``) comes from ``summary.quickStats``.
+  templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
+  from ``summary.quickStats``.
 - Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
   with the VM hardware versions the EnvironmentBrowser says the host can run as details.
 """
@@ -44,6 +46,7 @@ from resmon.contract import (
     InvalidNativeData,
     Inventory,
     Memory,
+    ObservedUsage,
     ProviderKind,
     RunningInstances,
     SupportedInstance,
@@ -54,7 +57,7 @@ from resmon.contract import (
 from ._native import Inventory as NativeInventory
 from ._native import NativeObject
 
-__all__ = ["Ratios", "host_state", "normalise"]
+__all__ = ["host_state", "normalise"]
 
 #: config.product.osType → architecture. ESXi has been 64-bit only since 4.0.
 _OS_TYPE_ARCH = {"vmnix-x86": "x86_64", "vmnix-arm64": "aarch64", "vmnix-aarch64": "aarch64"}
@@ -66,15 +69,6 @@ _HOST_CONNECTION_STATES = {
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
-
-
-@dataclass(frozen=True)
-class Ratios:
-    """Allocation ratios written into the inventories (operator policy, not hypervisor data)."""
-
-    cpu: float = 4.0
-    ram: float = 1.0
-    disk: float = 1.0
 
 
 class _Props:
@@ -256,7 +250,6 @@ def _host_report(
     parent_id: str | None,
     allocations: _Allocations,
     instance_details: dict[str, str],
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
     anomalies: list[Anomaly],
@@ -314,6 +307,7 @@ def _host_report(
 
     memory_bytes = props.integer("summary.hardware.memorySize", limit=units.MAX_BYTES)
     memory = None
+    used = None
     if memory_bytes is not None:
         used_mib = props.integer("summary.quickStats.overallMemoryUsage") if up else None
         used = units.mib_to_bytes(used_mib) if used_mib is not None else None
@@ -322,6 +316,10 @@ def _host_report(
             used_bytes=used,
             free_bytes=max(memory_bytes - used, 0) if used is not None else None,
         )
+    cpu_used_mhz = props.integer("summary.quickStats.overallCpuUsage") if up else None
+    observed = None
+    if cpu_used_mhz is not None or used is not None:
+        observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
     inventories = []
     if threads:
@@ -329,9 +327,7 @@ def _host_report(
             Inventory(
                 resource_class="VCPU",
                 total=threads,
-                reserved=0 if up else threads,
                 max_unit=threads,
-                allocation_ratio=ratios.cpu,
                 used=allocations.vcpus if up else 0,
             )
         )
@@ -341,9 +337,7 @@ def _host_report(
             Inventory(
                 resource_class="MEMORY_MB",
                 total=memory_mib,
-                reserved=0 if up else memory_mib,
                 max_unit=max(memory_mib, 1),
-                allocation_ratio=ratios.ram,
                 used=allocations.memory_mib if up else 0,
             )
         )
@@ -376,6 +370,7 @@ def _host_report(
             SupportedInstance(arch=arch, hv_type="vmware", vm_mode="hvm", details=instance_details)
         ],
         running_instances=RunningInstances.from_instances(allocations.instances),
+        observed=observed,
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -383,9 +378,7 @@ def _host_report(
     return _HostResult(report, up)
 
 
-def _sum_inventory(
-    resource_class: str, members: list[_HostResult], ratio: float
-) -> Inventory | None:
+def _sum_inventory(resource_class: str, members: list[_HostResult]) -> Inventory | None:
     found = [(m, m.report.inventory(resource_class)) for m in members]
     invs = [(m, inv) for m, inv in found if inv is not None]
     if not invs:
@@ -394,9 +387,8 @@ def _sum_inventory(
     return Inventory(
         resource_class=resource_class,
         total=sum(inv.total for _, inv in invs),
-        reserved=sum(inv.reserved for _, inv in invs),
+        hypervisor_reserved=sum(inv.hypervisor_reserved for _, inv in invs),
         max_unit=max(largest_up, 1),
-        allocation_ratio=ratio,
         used=sum(inv.used for _, inv in invs),
     )
 
@@ -413,15 +405,14 @@ def _cluster_report(
     members: list[_HostResult],
     *,
     target: str,
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
     inventories = [
         inv
         for inv in (
-            _sum_inventory("VCPU", members, ratios.cpu),
-            _sum_inventory("MEMORY_MB", members, ratios.ram),
+            _sum_inventory("VCPU", members),
+            _sum_inventory("MEMORY_MB", members),
         )
         if inv is not None
     ]
@@ -432,6 +423,17 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
+    observed_cpu = [
+        m.report.observed.cpu_used_mhz
+        for m in members
+        if m.report.observed is not None and m.report.observed.cpu_used_mhz is not None
+    ]
+    observed = None
+    if observed_cpu or used:
+        observed = ObservedUsage(
+            cpu_used_mhz=sum(observed_cpu) if observed_cpu else None,
+            memory_used_bytes=sum(used) if used else None,
+        )
     return HostReport(
         provider_kind=ProviderKind.CLUSTER,
         identity=HostIdentity(
@@ -441,6 +443,7 @@ def _cluster_report(
         memory=memory,
         inventories=inventories,
         traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
+        observed=observed,
         collected_at=collected_at,
         collector=collector,
     )
@@ -452,7 +455,6 @@ def _datastore_report(
     listed_by: set[str],
     *,
     target: str,
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
@@ -504,9 +506,7 @@ def _datastore_report(
             Inventory(
                 resource_class="DISK_GB",
                 total=total_gib,
-                reserved=0 if state is HostState.UP else total_gib,
                 max_unit=max(total_gib, 1),
-                allocation_ratio=ratios.disk,
                 used=used_gib if state is HostState.UP else 0,
             )
         ],
@@ -524,7 +524,6 @@ def normalise(
     target: str,
     collector: CollectorInfo,
     collected_at: datetime,
-    ratios: Ratios = Ratios(),
 ) -> list[HostReport]:
     """Reports for every host, cluster and datastore in ``inventory``."""
     hosts = inventory.of_type("HostSystem")
@@ -560,7 +559,6 @@ def normalise(
             parent_id=parent if parent in clusters else None,
             allocations=allocations.get(host.moref, _Allocations([])),
             instance_details=details.get(host.moref, {}),
-            ratios=ratios,
             collected_at=collected_at,
             collector=collector,
             anomalies=anomalies,
@@ -574,7 +572,6 @@ def normalise(
                 cluster,
                 members,
                 target=target,
-                ratios=ratios,
                 collected_at=collected_at,
                 collector=collector,
             )
@@ -590,7 +587,6 @@ def normalise(
                 host_ids,
                 listed_by[datastore.moref],
                 target=target,
-                ratios=ratios,
                 collected_at=collected_at,
                 collector=collector,
             )

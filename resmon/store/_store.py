@@ -488,6 +488,18 @@ class Store:
         host.collected_at = report.collected_at
         host.last_run_id = run_id
         host.report = report.model_dump(mode="json")
+        host.boot_time = report.boot_time
+        host.health = report.health.value if report.health else None
+        location, observed, storage = report.location, report.observed, report.storage
+        host.datacenter = location.datacenter if location else None
+        host.cluster = location.cluster if location else None
+        host.observed_cpu_used_mhz = observed.cpu_used_mhz if observed else None
+        host.observed_memory_used_bytes = observed.memory_used_bytes if observed else None
+        host.instance_states = (
+            report.instance_states.model_dump() if report.instance_states else None
+        )
+        host.storage_provisioned_bytes = storage.provisioned_bytes if storage else None
+        host.storage_uncommitted_bytes = storage.uncommitted_bytes if storage else None
 
     @staticmethod
     def _add_children(
@@ -503,7 +515,9 @@ class Store:
             rows.append(
                 models.Inventory(
                     host_pk=host.id, resource_class=inv.resource_class, total=inv.total,
-                    reserved=inv.reserved, min_unit=inv.min_unit, max_unit=inv.max_unit,
+                    reserved=inv.reserved, hypervisor_reserved=inv.hypervisor_reserved,
+                    operator_reserved=inv.operator_reserved,
+                    min_unit=inv.min_unit, max_unit=inv.max_unit,
                     step_size=inv.step_size, allocation_ratio=inv.allocation_ratio,
                     used=inv.used, capacity=inv.capacity, free=inv.free,
                 )

@@ -86,7 +86,7 @@ def test_collect_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["collect", "--once", "--target", "fake=fake://3", "--format", "json"]) == 0
     reports = json.loads(capsys.readouterr().out)
     assert [r["identity"]["host_id"] for r in reports] == ["host-0", "host-1", "host-2"]
-    assert all(r["schema_version"] == "1.0" for r in reports)
+    assert all(r["schema_version"] == "1.1" for r in reports)
 
 
 @pytest.mark.parametrize(

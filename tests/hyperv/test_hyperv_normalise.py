@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,10 @@ def test_corpus_clixml_streams(corpus: Path) -> None:
 def test_exit_code_without_error_text_is_invalid_data() -> None:
     assert isinstance(powershell_error(b"", 1), InvalidNativeData)
     assert powershell_error(b"", 0) is None
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in HOSTS.glob("*.json")))
+def test_policy_changes_capacity_the_same_way(
+    profile: str, check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]]
+) -> None:
+    assert {"VCPU", "MEMORY_MB"} <= check_policy_applies_uniformly([report(profile)])

@@ -8,6 +8,7 @@ dicts the collector builds from a PropertyCollector pass, and the numbers are ch
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
 from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
 from resmon.validation import check_batch
 
 NS = "{urn:vim25}"
@@ -159,6 +161,9 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     # quickStats.overallMemoryUsage = 5986 MiB.
     assert host.memory.used_bytes == 5986 * 1048576 == 6276775936
     assert host.memory.free_bytes == 17178767360 - 6276775936
+    # quickStats.overallCpuUsage = 3062 MHz, observed next to the same memory figure.
+    assert host.observed is not None and host.observed.cpu_used_mhz == 3062
+    assert host.observed.memory_used_bytes == 6276775936
     vcpu, mem = host.inventory("VCPU"), host.inventory("MEMORY_MB")
     assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
     # 17178767360 / 2**20 = 16382.95...: whole MiB only.
@@ -224,12 +229,14 @@ def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
     host = next(o for o in inventory.objects if o.type == "HostSystem")
     changed = NativeObject(host.type, host.moref, {**host.props, "runtime.inMaintenanceMode": True})
     objects = [changed if o is host else o for o in inventory.objects]
-    reports = normalise(
+    facts = normalise(
         Inventory(about={}, objects=objects),
         target="vcenter",
         collector=CollectorInfo(name="vmware", version="test"),
         collected_at=datetime(2023, 12, 14, tzinfo=UTC),
     )
+    # Capacity 0 for a host that is not up is the core's rule, applied with the policy.
+    reports, _ = apply_policy(facts, TargetPolicy.defaults())
     report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
     assert report.state is HostState.MAINTENANCE
     assert "COMPUTE_STATUS_DISABLED" in report.traits
@@ -261,3 +268,21 @@ def test_bad_native_values_are_invalid_native_data(
             collector=CollectorInfo(name="vmware", version="test"),
             collected_at=datetime(2023, 12, 14, tzinfo=UTC),
         )
+
+
+def test_policy_changes_capacity_the_same_way(
+    reports: list[HostReport],
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    assert check_policy_applies_uniformly(reports) == {"VCPU", "MEMORY_MB"}
+    # The cluster reserves what its member host reserves, once; its ratio is the policy's.
+    settled, _ = apply_policy(
+        reports, resolve_policy(PolicyTable(reserved_host_memory_mb=1024), None)
+    )
+    host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    cluster = next(r for r in settled if r.provider_kind is ProviderKind.CLUSTER)
+    host_memory, cluster_memory = host.inventory("MEMORY_MB"), cluster.inventory("MEMORY_MB")
+    assert host_memory is not None and cluster_memory is not None
+    assert cluster_memory.operator_reserved == host_memory.operator_reserved == 1024
+    assert cluster_memory.reserved == host_memory.reserved
+    assert cluster_memory.allocation_ratio == 1.0

@@ -7,7 +7,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from resmon.contract import (
     UnsupportedTarget,
 )
 from resmon.contract.testing import CollectorContractSuite
+from resmon.policy import TargetPolicy, apply_policy
 from resmon.validation import check_batch
 
 from . import vcsim
@@ -49,8 +50,10 @@ def target_for(sim: vcsim.Simulator, **changes: Any) -> Target:
 
 
 def collect(target: Target) -> list[HostReport]:
+    """What resmon keeps of one collection: the collector's facts with the default policy."""
     with VmwareCollector.from_target(target, logger=LOG) as collector:
-        return collector.collect()
+        reports, _ = apply_policy(collector.collect(), TargetPolicy.defaults())
+        return reports
 
 
 def by_kind(reports: list[HostReport], kind: ProviderKind) -> list[HostReport]:
@@ -341,24 +344,22 @@ def test_expired_session_logs_in_again(fresh_vpx: vcsim.Simulator) -> None:
 
 
 def test_bad_options_and_urls(vpx: vcsim.Simulator) -> None:
-    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
-        VmwareCollector.from_target(
-            target_for(vpx, options={"cpu_allocation_ratio": -1}), logger=LOG
-        )
+    with pytest.raises(UnsupportedTarget, match="page_sizes"):
+        VmwareCollector.from_target(target_for(vpx, options={"page_sizes": 5}), logger=LOG)
     with pytest.raises(UnsupportedTarget, match="URL"):
         VmwareCollector.from_target(target_for(vpx, url="ftp://x/sdk"), logger=LOG)
     with pytest.raises(AuthenticationFailed):
         VmwareCollector.from_target(target_for(vpx, username=None), logger=LOG)
-    reports = collect(target_for(vpx, options={"cpu_allocation_ratio": 16, "page_size": 5}))
-    vcpu = by_kind(reports, ProviderKind.COMPUTE_HOST)[0].inventory("VCPU")
-    assert vcpu is not None and vcpu.allocation_ratio == 16.0
+    reports = collect(target_for(vpx, options={"page_size": 5}))
+    assert len(by_kind(reports, ProviderKind.COMPUTE_HOST)) == 14, "every page read"
 
 
 # -- dumps -----------------------------------------------------------------------------------
 
 
 def test_dump_native_replays_to_the_same_reports(vpx: vcsim.Simulator, tmp_path: Path) -> None:
-    live = collect(target_for(vpx, dump_native_dir=tmp_path))
+    with VmwareCollector.from_target(target_for(vpx, dump_native_dir=tmp_path), logger=LOG) as c:
+        live = c.collect()
     (dump,) = tmp_path.glob("vmware-vc1-*.json")
     offline = VmwareCollector.normalise_offline({"dump": [dump]}, target="vc1")
     assert [r.model_dump() for r in offline] == [r.model_dump() for r in live]
@@ -376,3 +377,12 @@ def test_concurrent_collectors_share_nothing(vpx: vcsim.Simulator) -> None:
     for t in threads:
         t.join()
     assert results == [22, 22, 22]
+
+
+def test_policy_changes_capacity_the_same_way(
+    vpx: vcsim.Simulator,
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    with VmwareCollector.from_target(target_for(vpx), logger=LOG) as collector:
+        facts = collector.collect()
+    assert check_policy_applies_uniformly(facts) == {"VCPU", "MEMORY_MB"}
