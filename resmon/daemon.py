@@ -65,6 +65,12 @@ class _Running:
     def deadline(self, timeout_s: float) -> float | None:
         return None if self.started is None else self.started + timeout_s
 
+    def took(self, now: float) -> float:
+        """How long the collection ran (so far); 0 if it never started."""
+        if self.started is None:
+            return 0.0
+        return (self.finished if self.finished is not None else now) - self.started
+
 
 class _WorkerPool:
     """A fixed number of daemon worker threads.
@@ -290,17 +296,16 @@ class Daemon:
                 except Exception as exc:  # a bug of the daemon's own: the target fails, we go on
                     log.exception("target %s: the collection crashed", name)
                     outcome, instance = self._crashed(target_config, job, exc), None
-                assert job.started is not None and job.finished is not None
-                if job.finished - job.started > timeout_s:
+                took = job.took(now)
+                if took > timeout_s:
                     # Finished, but later than the limit: the whole collection is what counts.
                     if instance is not None:
                         self._close_late(name, instance)
-                    outcome = self._timeout(target_config, job, job.finished - job.started)
+                    outcome = self._timeout(target_config, job, took)
                 else:
                     self._instances[name] = instance
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
-                assert job.started is not None
-                outcome = self._timeout(target_config, job, now - job.started)
+                outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
             else:
                 continue
@@ -332,7 +337,7 @@ class Daemon:
             target=target_config.name,
             collector=target_config.collector,
             started_at=job.submitted_at,
-            duration_s=(job.finished or time.monotonic()) - (job.started or time.monotonic()),
+            duration_s=job.took(time.monotonic()),
             error_kind="internal_error",
             error_message=f"{type(exc).__name__}: {exc}",
         )

@@ -65,7 +65,8 @@ timeout_s = 300
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    assert took < GRACE_S + 2.5, f"stopped {took:.1f}s after SIGTERM"
+    # The grace, plus the process's own exit on a loaded machine; never the hung collector.
+    assert took < GRACE_S + 5, f"stopped {took:.1f}s after SIGTERM"
     # The collection in flight finished within the grace: stored.
     assert [r.status for r in store.runs("in-flight")] == ["success"]
     # The one that never returns was dropped: no run, and the log says so.
