@@ -105,9 +105,13 @@ def powershell_error(
     message = _first_lines(text)
     if "CommandNotFoundException" in text or "is not recognized as the name of a cmdlet" in text:
         if re.search(r"\bGet-VM\w*", text):
+            # The vmms service runs (the script checks it first), so the role is there but its
+            # module is not: usually Server Core, where Install-WindowsFeature Hyper-V adds the
+            # role without its management tools unless -IncludeManagementTools is given.
             return UnsupportedTarget(
-                f"the Hyper-V PowerShell module is missing (is the Hyper-V role installed?): "
-                f"{message}",
+                "the Hyper-V PowerShell module is missing: the role was installed without its "
+                "management tools (usual on Server Core); add them with Install-WindowsFeature "
+                f"Hyper-V-PowerShell (or the role with -IncludeManagementTools): {message}",
                 target=target,
             )
         return UnsupportedTarget(f"a command the script needs is missing: {message}", target=target)

@@ -10,13 +10,20 @@ Choices a reader of the reports should know:
   anomaly says so).
 - Facts only: allocation ratios and operator reservations are the core's policy. A host that is
   not up (disconnected, notResponding, maintenance, standby) keeps its inventory totals (the core
-  then sets ``reserved = total``: "exists, not schedulable"), ``used = 0`` (vCenter's view of its
-  VMs is stale), and the ``COMPUTE_STATUS_DISABLED`` trait.
+  then sets ``reserved = total``: "exists, not schedulable") and the ``COMPUTE_STATUS_DISABLED``
+  trait. ``used`` and ``running_instances`` always agree: a host in maintenance or standby is
+  still managed, so its powered-on VMs count in both; vCenter's view of a disconnected or
+  notResponding host's VMs is stale, so both are empty.
+- A host in quarantine (``runtime.inQuarantineMode``: Proactive HA saw degraded hardware) stays
+  up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
+  naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
   used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
   one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
-  with one host); hosts carry no DISK_GB, so disk is never counted twice.
+  with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
+  unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
+  maintenance keeps its real ``used``.
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
   templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
   from ``summary.quickStats``.
@@ -29,7 +36,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import os_traits
@@ -38,6 +45,7 @@ from resmon.contract import (
     Anomaly,
     CollectorInfo,
     Cpu,
+    Health,
     HostIdentity,
     HostReport,
     HostState,
@@ -49,6 +57,7 @@ from resmon.contract import (
     ObservedUsage,
     ProviderKind,
     RunningInstances,
+    SharedStorageUsage,
     SupportedInstance,
     units,
     vocabulary,
@@ -67,6 +76,12 @@ _HOST_CONNECTION_STATES = {
     "notResponding": HostState.NOT_RESPONDING,
 }
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
+#: ManagedEntity.overallStatus → Health.
+_HEALTH = {
+    "green": Health.OK, "yellow": Health.WARNING, "red": Health.CRITICAL, "gray": Health.UNKNOWN,
+}  # fmt: skip
+#: Host states in which vCenter still manages the host, so its view of the host's VMs is current.
+_MANAGED_STATES = {HostState.UP, HostState.MAINTENANCE, HostState.STANDBY}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
 
@@ -143,6 +158,64 @@ def host_state(props: _Props) -> HostState:
     if connection is None or power not in (None, "poweredOn"):
         return HostState.UNKNOWN
     return HostState.UP
+
+
+def _cpuid_features(props: _Props, path: str) -> list[str]:
+    return [
+        str(f.get("key", "")).removeprefix("cpuid.")
+        for f in props.dicts(path)
+        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
+    ]
+
+
+def _reservation(node: Mapping[str, Any], allocation: str, where: str) -> int:
+    config = node.get("config") or {}
+    value = (
+        (config.get(allocation) or {}).get("reservation", 0) if isinstance(config, Mapping) else 0
+    )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidNativeData(
+            f"{where}: {allocation}.reservation = {value!r:.40} is not an integer"
+        )
+    return value
+
+
+def system_reservations(props: _Props) -> tuple[int, int]:
+    """(MHz, MB) the ESXi host reserves for itself: its system resource pools.
+
+    ``config.systemResources`` is the tree of the host's own resource pools under ``host``:
+    ``host/system`` (the VMkernel), ``host/vim`` (hostd, vpxa), ``host/iofilters``, ``host/opt``
+    … and ``host/user``, where the VMs run. What the first level reserves, ``host/user`` left
+    out, is held by the hypervisor.
+    """
+    root = props.obj.props.get("config.systemResources")
+    if root is None:
+        return 0, 0
+    where = f"{props.obj.type} {props.obj.moref}: config.systemResources"
+    if not isinstance(root, Mapping) or not isinstance(root.get("child", []), list):
+        raise InvalidNativeData(f"{where} is not a resource tree")
+    mhz = mb = 0
+    for child in root.get("child", []):
+        if not isinstance(child, Mapping):
+            raise InvalidNativeData(f"{where}: a child is not an object")
+        if child.get("key") == "host/user":
+            continue
+        mhz += _reservation(child, "cpuAllocation", where)
+        mb += _reservation(child, "memoryAllocation", where)
+    return mhz, mb
+
+
+def _timestamp(props: _Props, path: str) -> datetime | None:
+    text = props.text(path)
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidNativeData(
+            f"{props.obj.type} {props.obj.moref}: {path} = {text!r:.40}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -257,6 +330,18 @@ def _host_report(
     props = _Props(host)
     state = host_state(props)
     up = state is HostState.UP
+    if state not in _MANAGED_STATES:
+        allocations = _Allocations([])  # vCenter's view of this host's VMs is stale
+    if props.flag("runtime.inQuarantineMode"):
+        anomalies.append(
+            _anomaly(
+                "vmware.host_quarantine",
+                "state",
+                "host in quarantine mode: Proactive HA reports degraded hardware; DRS moves "
+                "VMs off it and places new ones elsewhere when it can",
+                props.text("name"),
+            )
+        )
     if state is HostState.UNKNOWN:
         anomalies.append(
             _anomaly(
@@ -279,18 +364,22 @@ def _host_report(
     packages = props.integer("summary.hardware.numCpuPkgs")
     cores = props.integer("summary.hardware.numCpuCores")
     threads = props.integer("summary.hardware.numCpuThreads")
-    features = [
-        str(f.get("key", "")).removeprefix("cpuid.")
-        for f in props.dicts("config.featureCapability")
-        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
-    ]
+    features = _cpuid_features(props, "config.featureCapability")
+    # What VMs see: the features left after the cluster's EVC mask (the same list without EVC).
+    masked = _cpuid_features(props, "config.maskedFeatureCapability")
+    if not props.items("config.maskedFeatureCapability"):
+        masked = list(features)
     vendor = None
     for f in props.dicts("config.featureCapability"):
         if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
             vendor = _CPU_VENDORS[str(f.get("key"))]
     if threads and cores and threads > cores:
         features.append("ht")
-    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(features, arch)
+        masked.append("ht")
+    # ESXi lists no cpuid key for what every x86-64 CPU has (MMX, SSE and SSE2 are in the AMD64
+    # baseline); the other drivers report them, so the same host gets the same traits.
+    baseline = ["mmx", "sse", "sse2"] if arch == "x86_64" else []
+    cpu_traits, _unmapped = vocabulary.cpu_feature_traits([*masked, *baseline], arch)
     cpu = Cpu(
         arch=arch,
         vendor=vendor,
@@ -299,7 +388,8 @@ def _host_report(
         cores_per_socket=cores // packages if cores and packages else None,
         threads_per_core=threads // cores if threads and cores else None,
         total_cpus=threads,
-        online_cpus=threads if up else None,
+        # A host in maintenance mode is connected and powered on: its CPUs are online.
+        online_cpus=threads if state in (HostState.UP, HostState.MAINTENANCE) else None,
         cpu_mhz=props.integer("summary.hardware.cpuMhz"),
         features=sorted(set(features)),
         traits=cpu_traits,
@@ -321,14 +411,19 @@ def _host_report(
     if cpu_used_mhz is not None or used is not None:
         observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
+    held_mhz, held_mb = system_reservations(props)
+    cpu_mhz = props.integer("summary.hardware.cpuMhz")
     inventories = []
     if threads:
+        # ESXi reserves CPU in MHz; in logical CPUs that is MHz / (MHz of one), rounded up.
+        held_cpus = -(-held_mhz // cpu_mhz) if cpu_mhz else 0
         inventories.append(
             Inventory(
                 resource_class="VCPU",
                 total=threads,
+                hypervisor_reserved=min(held_cpus, threads),
                 max_unit=threads,
-                used=allocations.vcpus if up else 0,
+                used=allocations.vcpus,
             )
         )
     if memory_bytes:
@@ -337,8 +432,9 @@ def _host_report(
             Inventory(
                 resource_class="MEMORY_MB",
                 total=memory_mib,
+                hypervisor_reserved=min(held_mb, memory_mib),
                 max_unit=max(memory_mib, 1),
-                used=allocations.memory_mib if up else 0,
+                used=allocations.memory_mib,
             )
         )
 
@@ -371,6 +467,8 @@ def _host_report(
         ],
         running_instances=RunningInstances.from_instances(allocations.instances),
         observed=observed,
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
+        boot_time=_timestamp(props, "runtime.bootTime"),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -400,6 +498,39 @@ def _cluster_state(members: list[_HostResult]) -> HostState:
     return states.pop() if len(states) == 1 else HostState.UNKNOWN
 
 
+def _cluster_cpu_traits(
+    cluster: _Props, members: list[_HostResult]
+) -> tuple[list[str], list[Anomaly]]:
+    """CPU traits a VM gets on whichever host of the cluster it lands: those every member
+    offers (under EVC, each host's features are already masked to the cluster's EVC mode), plus
+    ``CUSTOM_VMWARE_EVC_<MODE>``. Members of different CPU vendors without EVC cannot pass VMs
+    to one another with vMotion: an anomaly says so."""
+    cpus = [m.report.cpu for m in members if m.report.cpu is not None]
+    anomalies: list[Anomaly] = []
+    evc = cluster.text("summary.currentEVCModeKey")
+    traits: list[str] = []
+    if cpus:
+        common = set.intersection(*(set(c.traits) for c in cpus))
+        arches = {c.arch for c in cpus}
+        arch_trait = vocabulary.arch_trait(arches.pop()) if len(arches) == 1 else None
+        traits = sorted(common | ({arch_trait} if arch_trait else set()))
+    if evc:
+        traits.append(
+            "CUSTOM_VMWARE_EVC_" + "".join(c if c.isalnum() else "_" for c in evc.upper())
+        )
+    vendors = {c.vendor for c in cpus if c.vendor}
+    if len(vendors) > 1 and not evc:
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_mixed_cpu_vendors",
+                "traits",
+                "hosts of different CPU vendors and no EVC mode: vMotion between them fails",
+                ",".join(sorted(vendors)),
+            )
+        )
+    return traits, anomalies
+
+
 def _cluster_report(
     cluster: NativeObject,
     members: list[_HostResult],
@@ -423,6 +554,19 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
+    anomalies = []
+    if state is not HostState.UP:
+        why = ", ".join(
+            sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)
+        )
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_down",
+                "state",
+                f"no host of the cluster can run VMs: {why}",
+                state.value,
+            )
+        )
     observed_cpu = [
         m.report.observed.cpu_used_mhz
         for m in members
@@ -434,6 +578,10 @@ def _cluster_report(
             cpu_used_mhz=sum(observed_cpu) if observed_cpu else None,
             memory_used_bytes=sum(used) if used else None,
         )
+    traits, cpu_anomalies = _cluster_cpu_traits(_Props(cluster), members)
+    anomalies += cpu_anomalies
+    if state is not HostState.UP:
+        traits.append(os_traits.COMPUTE_STATUS_DISABLED)
     return HostReport(
         provider_kind=ProviderKind.CLUSTER,
         identity=HostIdentity(
@@ -442,11 +590,21 @@ def _cluster_report(
         state=state,
         memory=memory,
         inventories=inventories,
-        traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
+        traits=traits,
         observed=observed,
         collected_at=collected_at,
         collector=collector,
+        anomalies=anomalies,
     )
+
+
+def _thin_provisioning(props: _Props, capacity: int, free: int) -> SharedStorageUsage | None:
+    """``summary.uncommitted``: what thin disks may still grow by; provisioned = used + it."""
+    uncommitted = props.integer("summary.uncommitted", limit=units.MAX_BYTES)
+    if uncommitted is None:
+        return None
+    provisioned = min(max(capacity - free, 0) + uncommitted, units.MAX_BYTES)
+    return SharedStorageUsage(provisioned_bytes=provisioned, uncommitted_bytes=uncommitted)
 
 
 def _datastore_report(
@@ -484,7 +642,8 @@ def _datastore_report(
         info = mount.get("mountInfo") or {}
         if not isinstance(info, Mapping):
             raise InvalidNativeData(f"Datastore {datastore.moref}: host mountInfo is not an object")
-        if info.get("mounted", True) is False:
+        if info.get("mounted", True) is False or info.get("accessible", True) is False:
+            # Unmounted, or all paths down: the host cannot use it now.
             mounted.discard(str(mount.get("key")))
         else:
             mounted.add(str(mount.get("key")))
@@ -507,11 +666,14 @@ def _datastore_report(
                 resource_class="DISK_GB",
                 total=total_gib,
                 max_unit=max(total_gib, 1),
-                used=used_gib if state is HostState.UP else 0,
+                # Inaccessible: capacity and free are stale. In maintenance: still true.
+                used=0 if state is HostState.DISCONNECTED else used_gib,
             )
         ],
         traits=traits,
         shared_with=sorted(set(sharers)),
+        storage=_thin_provisioning(props, capacity, free),
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,

@@ -204,6 +204,13 @@ def test_vms_count_as_allocated_use(vpx: vcsim.Simulator) -> None:
         assert mem is not None and mem.used * 2**20 == h.running_instances.memory_bytes
 
 
+def assert_used_agrees_with_instances(host: HostReport) -> None:
+    vcpu, memory = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert vcpu is not None and vcpu.used == host.running_instances.vcpus
+    assert memory is not None
+    assert memory.used * 2**20 == host.running_instances.memory_bytes
+
+
 def test_maintenance_mode_and_disconnected_hosts(fresh_vpx: vcsim.Simulator) -> None:
     admin = Admin(fresh_vpx)
     admin.wait(admin.find(vim.HostSystem, "DC0_C0_H1").EnterMaintenanceMode_Task(timeout=0))
@@ -223,8 +230,11 @@ def test_maintenance_mode_and_disconnected_hosts(fresh_vpx: vcsim.Simulator) -> 
         assert "COMPUTE_STATUS_DISABLED" in down.traits
         assert down.parent_id == cluster_report.identity.host_id
         for inv in down.inventories:
-            assert inv.reserved == inv.total and inv.capacity == 0 and inv.used == 0
+            assert inv.reserved == inv.total and inv.capacity == 0
         assert down.cpu is not None and down.cpu.total_cpus == 2, "hardware still reported"
+        assert_used_agrees_with_instances(down)
+    # vCenter's view of a disconnected host's VMs is stale: none are reported.
+    assert disconnected.running_instances.count == 0
     up = by_name(reports, "DC0_C0_H0")
     assert up.state is HostState.UP and "COMPUTE_STATUS_DISABLED" not in up.traits
 
@@ -246,11 +256,16 @@ def test_not_responding_and_standby_hosts(fresh_vpx: vcsim.Simulator) -> None:
     reports = collect(target_for(fresh_vpx))
     assert by_name(reports, "DC0_C0_H0").state is HostState.NOT_RESPONDING
     assert by_name(reports, "DC0_H0").state is HostState.STANDBY
+    for name in ("DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2", "DC0_H0"):
+        assert_used_agrees_with_instances(by_name(reports, name))
+    assert by_name(reports, "DC0_C0_H0").running_instances.count == 0  # stale view: none
     cluster = by_name(reports, "DC0_C0")
-    # No host of the cluster can take a VM: the cluster itself is not schedulable.
+    # No host of the cluster can take a VM: the cluster itself is not schedulable, and says why.
     assert cluster.state is HostState.NOT_RESPONDING
     assert "COMPUTE_STATUS_DISABLED" in cluster.traits
     assert all(inv.capacity == 0 for inv in cluster.inventories)
+    (anomaly,) = cluster.anomalies
+    assert anomaly.code == "vmware.cluster_down" and "DC0_C0_H2 not_responding" in anomaly.message
 
 
 # -- ESXi direct connection ------------------------------------------------------------------
