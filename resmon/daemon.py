@@ -65,6 +65,12 @@ class _Running:
     def deadline(self, timeout_s: float) -> float | None:
         return None if self.started is None else self.started + timeout_s
 
+    def took(self, now: float) -> float:
+        """How long the collection ran (so far); 0 if it never started."""
+        if self.started is None:
+            return 0.0
+        return (self.finished if self.finished is not None else now) - self.started
+
 
 class _WorkerPool:
     """A fixed number of daemon worker threads.
@@ -285,18 +291,21 @@ class Daemon:
             target_config = self._targets[name]
             timeout_s = target_config.timeout_s
             if job.future.done():
-                outcome, instance = job.future.result()
-                assert job.started is not None and job.finished is not None
-                if job.finished - job.started > timeout_s:
+                try:
+                    outcome, instance = job.future.result()
+                except Exception as exc:  # a bug of the daemon's own: the target fails, we go on
+                    log.exception("target %s: the collection crashed", name)
+                    outcome, instance = self._crashed(target_config, job, exc), None
+                took = job.took(now)
+                if took > timeout_s:
                     # Finished, but later than the limit: the whole collection is what counts.
                     if instance is not None:
                         self._close_late(name, instance)
-                    outcome = self._timeout(target_config, job, job.finished - job.started)
+                    outcome = self._timeout(target_config, job, took)
                 else:
                     self._instances[name] = instance
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
-                assert job.started is not None
-                outcome = self._timeout(target_config, job, now - job.started)
+                outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
             else:
                 continue
@@ -319,6 +328,18 @@ class Daemon:
             duration_s=elapsed,
             error_kind=error.kind,
             error_message=error.message,
+        )
+
+    def _crashed(
+        self, target_config: TargetConfig, job: _Running, exc: Exception
+    ) -> CollectionOutcome:
+        return CollectionOutcome(
+            target=target_config.name,
+            collector=target_config.collector,
+            started_at=job.submitted_at,
+            duration_s=job.took(time.monotonic()),
+            error_kind="internal_error",
+            error_message=f"{type(exc).__name__}: {exc}",
         )
 
     def _close_late(self, name: str, instance: Collector) -> None:
