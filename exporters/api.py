@@ -191,6 +191,11 @@ class TargetOut(BaseModel):
     interval_s: float
     hosts: int
     collection: CollectionStatus
+    replica: str | None = Field(
+        None,
+        description="The daemon replica currently leasing (collecting) the target, when "
+        "replicas share a PostgreSQL database; null otherwise or between holders.",
+    )
 
 
 class TargetList(BaseModel):
@@ -577,6 +582,7 @@ def create_app(
                     interval_s=t.interval_s,
                     hosts=counts.get(t.id, 0),
                     collection=_status(t),
+                    replica=t.replica,
                 )  # fmt: skip
                 for t in targets
             ]

@@ -21,6 +21,7 @@ from typing import Any
 
 from resmon.config import ConfigError, ResmonConfig, TargetConfig
 from resmon.contract import Collector, IncompatibleContract, TargetTimeout
+from resmon.leases import Leases, open_leases
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
 from resmon.store import Store, StoreError
@@ -68,6 +69,7 @@ class Daemon:
             max_workers=config.resmon.max_workers, thread_name_prefix="resmon-collect"
         )
         self._server: Any = None
+        self.leases: Leases | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -85,22 +87,33 @@ class Daemon:
         self.store.sync_targets([t.spec() for t in self.config.targets])
         if once:
             return self.run_round()
-        queue = [_Due(time.monotonic(), name) for name in sorted(self._targets)]
-        heapq.heapify(queue)
+        leases = self.leases = open_leases(
+            self.store, {n: t.interval_s for n, t in self._targets.items()},
+            ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
+        )  # fmt: skip
+        queue: list[_Due] = []
         running: dict[str, _Running] = {}
         try:
             while not self.stop_event.is_set():
                 now = time.monotonic()
+                for name, delay in sorted(leases.tick().items()):  # newly held targets
+                    queue = [due for due in queue if due.name != name] + [_Due(now + delay, name)]
+                    heapq.heapify(queue)
                 while queue and queue[0].at <= now:
                     due = heapq.heappop(queue)
-                    if due.name not in running:
+                    if not leases.holds(due.name):
+                        continue  # given up or lost: its new holder schedules it
+                    if due.name not in running and leases.start(due.name):
                         running[due.name] = self._start(self._targets[due.name])
-                    heapq.heappush(queue, _Due(now + self._targets[due.name].interval_s, due.name))
+                    # From the start, not the due time: never two starts within the interval.
+                    interval = self._targets[due.name].interval_s
+                    heapq.heappush(queue, _Due(time.monotonic() + interval, due.name))
                 self._reap(running, block=False)
                 wait = min([queue[0].at - time.monotonic()] if queue else [1.0])
                 self.stop_event.wait(timeout=max(0.05, min(wait, 0.5)))
         finally:
             self.shutdown()
+            leases.close()
         return []
 
     def run_round(self) -> list[CollectionOutcome]:
