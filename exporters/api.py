@@ -316,7 +316,7 @@ class _QueryBounds:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": _TITLES[status]} for status in (400, 401, 503)
+    status: {"model": ErrorBody, "description": _TITLES[status]} for status in (400, 401, 414, 503)
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not Found"}
