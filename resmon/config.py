@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from resmon.contract import Target
-from resmon.store import DEFAULT_URL, TargetSpec
+from resmon.store import DEFAULT_URL, Retention, TargetSpec
 
 __all__ = [
     "ConfigError",
@@ -197,6 +197,14 @@ class RetentionSettings(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
     #: Pause between two pruning passes.
     interval_s: Annotated[float, Field(ge=1)] = 300.0
+
+    def policy(self) -> Retention:
+        return Retention(
+            collection_runs_days=self.collection_runs_days,
+            anomalies_days=self.anomalies_days,
+            capacity_changes_days=self.capacity_changes_days,
+            batch_size=self.batch_size,
+        )
 
 
 class ResmonConfig(_Strict):

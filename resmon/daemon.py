@@ -24,7 +24,7 @@ from resmon.contract import Collector, IncompatibleContract, TargetTimeout
 from resmon.leases import Leases, open_leases
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreError
+from resmon.store import Store, StoreError, start_pruning
 
 __all__ = ["Daemon", "GRACE_S"]
 
@@ -91,6 +91,9 @@ class Daemon:
             self.store, {n: t.interval_s for n, t in self._targets.items()},
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
+        retention = self.config.retention
+        start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
+                      stop=self.stop_event)  # fmt: skip
         queue: list[_Due] = []
         running: dict[str, _Running] = {}
         try:
