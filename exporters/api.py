@@ -117,15 +117,19 @@ class ErrorBody(BaseModel):
 
 
 class InventoryRecord(BaseModel):
-    """Placement's inventory record plus observed use; capacity and free as stored."""
+    """Placement's inventory record plus allocated use; capacity and free as stored."""
 
     total: int
-    reserved: int
+    reserved: int = Field(
+        description="Final reservation: the two parts below (or total when the provider is not up)."
+    )
+    hypervisor_reserved: int = Field(description="Held back by the hypervisor itself.")
+    operator_reserved: int = Field(description="Reserved by the operator's policy.")
     min_unit: int
     max_unit: int
     step_size: int
     allocation_ratio: float
-    used: int
+    used: int = Field(description="Allocated to running instances (Placement's meaning).")
     capacity: int
     free: int
 
@@ -467,8 +471,11 @@ def create_app(
         """The database answers and is migrated to the revision this version needs."""
         if not head_revision:
             head_revision.append(_head_revision())
+        if store.outage() is not None:  # it failed moments ago: no need to wait for it again
+            raise ApiError(503, errors.STORE_UNAVAILABLE, "the database did not answer")
         try:
-            with store.engine.connect() as conn:
+            with store.session() as session:
+                conn = session.connection()
                 conn.execute(text("SELECT 1"))
                 migrated = inspect(conn).has_table("alembic_version")
                 current = (

@@ -153,7 +153,7 @@ class PostgresLeases(Leases):
         self._held: set[str] = set()
         self._gained: dict[str, float] = {}
         self._valid_until = 0.0
-        with store.engine.begin() as conn:
+        with store.connection() as conn:
             rows = conn.execute(select(_T.c.id, _T.c.name).where(_T.c.name.in_(self._intervals)))
             self._ids = {name: target_id for target_id, name in rows}
             self._names = {target_id: name for name, target_id in self._ids.items()}
@@ -202,7 +202,7 @@ class PostgresLeases(Leases):
         if not self.holds(name):
             return False
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.connection() as conn:
                 fenced = conn.execute(
                     update(_L)
                     .where(
@@ -227,7 +227,7 @@ class PostgresLeases(Leases):
         if self._thread is not None:
             self._thread.join(timeout=self.ttl.total_seconds())
         try:
-            with self.store.engine.begin() as conn:
+            with self.store.connection() as conn:
                 conn.execute(
                     update(_L)
                     .where(_L.c.holder == self.replica_id)
@@ -243,7 +243,7 @@ class PostgresLeases(Leases):
 
     def _renew_and_balance(self) -> tuple[dict[str, float], set[str]]:
         now, ttl, me = func.now(), self.ttl, self.replica_id
-        with self.store.engine.begin() as conn:
+        with self.store.connection() as conn:
             db_now = conn.execute(select(now)).scalar_one()
             conn.execute(
                 insert(_R)

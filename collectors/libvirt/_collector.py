@@ -107,11 +107,9 @@ class _ConnectionFacts:
 class LibvirtCollector(Collector):
     """Reads one libvirt URI (``qemu:///system``, ``qemu+ssh://host/system``, ``test:///default``).
 
-    Options (all optional): ``cpu_allocation_ratio`` (4.0), ``ram_allocation_ratio`` (1.0),
-    ``disk_allocation_ratio`` (1.0), ``reserved_host_cpus`` (0), ``reserved_host_memory_mb``
-    (512), ``reserved_host_disk_gb`` (0), ``read_only`` (false; a read-only connection gets no
-    domain capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s``
-    (timeout / 4), ``keepalive_count`` (3).
+    Options (all optional): ``read_only`` (false; a read-only connection gets no domain
+    capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s`` (timeout / 4),
+    ``keepalive_count`` (3). Allocation ratios and reservations are policy, applied by resmon.
 
     Hangs: opening the connection and the once-per-connection reads run in a worker with the
     target's timeout. The per-cycle reads run in the caller's thread when libvirt keepalive is
@@ -204,7 +202,6 @@ class LibvirtCollector(Collector):
             facts.static,
             live,
             target=self.target.name,
-            options=self.options,
             collected_at=datetime.now(UTC),
             collector=self._info,
         )

@@ -87,7 +87,7 @@ def prune(store: Store, retention: Retention, *, now: datetime | None = None) ->
 
 def _delete_batch(store: Store, table: Table, condition: object, size: int) -> int:
     pick = select(table.c.id).where(condition).order_by(table.c.id).limit(size)  # type: ignore[arg-type]
-    with store.engine.begin() as conn:
+    with store.connection() as conn:
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         ids = list(conn.scalars(pick))

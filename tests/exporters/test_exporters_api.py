@@ -65,9 +65,16 @@ def test_hosts_filters(client: TestClient) -> None:
     assert every["next_cursor"] is None
     host0 = next(h for h in every["hosts"] if h["host_id"] == "host-0")
     assert host0["inventories"]["VCPU"] == {
-        "total": 16, "reserved": 0, "min_unit": 1, "max_unit": 2**31 - 1, "step_size": 1,
+        "total": 16, "reserved": 0, "hypervisor_reserved": 0, "operator_reserved": 0,
+        "min_unit": 1, "max_unit": 2**31 - 1, "step_size": 1,
         "allocation_ratio": 4.0, "used": 10, "capacity": 64, "free": 54,
     }  # fmt: skip
+    memory = host0["inventories"]["MEMORY_MB"]
+    assert (memory["reserved"], memory["hypervisor_reserved"], memory["operator_reserved"]) == (
+        512,
+        200,
+        312,
+    ), "both parts of the reservation are visible"
     assert host0["parent_id"] == "cluster-1" and host0["stale"] is False
     assert host0["collected_at"].endswith(("Z", "+00:00"))
     cases = {

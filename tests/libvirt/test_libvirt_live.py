@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from collectors.libvirt._errors import (  # noqa: E402
 from resmon.contract import (  # noqa: E402
     AuthenticationFailed,
     CollectorInfo,
+    HostReport,
     InvalidNativeData,
     Target,
     TargetTimeout,
@@ -123,20 +124,24 @@ def test_shared_pool_becomes_its_own_provider(tmp_path: Path) -> None:
     assert pool.identity.hostname == "nfs" and pool.inventory("DISK_GB").total == 100
 
 
-def test_options_are_validated_and_used() -> None:
-    (host,) = collect(
-        target(
-            "test:///default", options={"cpu_allocation_ratio": 2.5, "reserved_host_memory_mb": 0}
-        )
-    )
-    assert host.inventory("VCPU").allocation_ratio == 2.5
-    assert host.inventory("MEMORY_MB").reserved == 0
-    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
+def test_options_are_validated() -> None:
+    with pytest.raises(UnsupportedTarget, match="keepalive_count"):
         LibvirtCollector.from_target(
-            target("test:///default", options={"cpu_allocation_ratio": -1}), logger=LOG
+            target("test:///default", options={"keepalive_count": 0}), logger=LOG
         )
     with pytest.raises(UnsupportedTarget, match="not a libvirt URI"):
         LibvirtCollector.from_target(target("/var/run/libvirt"), logger=LOG)
+
+
+def test_policy_options_moved_to_the_core() -> None:
+    """Ratios and reservations are policy: the collector reports facts and refuses them."""
+    (host,) = collect(target("test:///default"))
+    for inv in host.inventories:
+        assert (inv.reserved, inv.hypervisor_reserved, inv.operator_reserved) == (0, 0, 0)
+    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
+        LibvirtCollector.from_target(
+            target("test:///default", options={"cpu_allocation_ratio": 2.0}), logger=LOG
+        )
 
 
 @pytest.mark.parametrize(
@@ -255,6 +260,13 @@ def test_hung_daemon_times_out(silent_server: int) -> None:
     with pytest.raises(TargetTimeout, match="no answer within 1s"):
         collect(target(f"qemu+tcp://127.0.0.1:{silent_server}/system", timeout_s=1))
     assert time.monotonic() - start < 10
+
+
+def test_policy_changes_capacity_the_same_way(
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    facts = collect(target("test:///default"))
+    assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= check_policy_applies_uniformly(facts)
 
 
 @pytest.fixture
