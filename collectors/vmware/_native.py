@@ -62,7 +62,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.powerState",
     ),
     "ComputeResource": ("name", "environmentBrowser", "host"),
-    "ClusterComputeResource": ("summary.currentEVCModeKey",),
+    "ClusterComputeResource": ("summary.currentEVCModeKey", "configuration.dasConfig"),
     "Datastore": (
         "summary.name",
         "summary.url",

@@ -18,8 +18,8 @@ Choices a reader of the reports should know:
   up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
   naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
-  used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
-  one host).
+  used are the sums over its hosts, and HA admission control's failover capacity is held too;
+  ``max_unit`` is the largest single up host (a VM lands on one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
   unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
@@ -527,14 +527,54 @@ def _cluster_cpu_traits(
     return traits, anomalies
 
 
+def _failover_reserve(
+    cluster: _Props, resource_class: str, total: int, by_moref: Mapping[str, _HostResult]
+) -> int:
+    """What vSphere HA admission control keeps free for failover, in ``resource_class`` units.
+
+    ``configuration.dasConfig``: the percentage policy reserves its percentages of the cluster;
+    dedicated failover hosts reserve themselves whole; "host failures to tolerate" (N) reserves
+    the N largest up hosts (what its slot policy approaches, and what the percentage it
+    computes from N gives for equal hosts).
+    """
+    das = cluster.obj.props.get("configuration.dasConfig")
+    if (
+        not isinstance(das, Mapping)
+        or not das.get("enabled")
+        or not das.get("admissionControlEnabled")
+    ):
+        return 0
+    policy = das.get("admissionControlPolicy")
+    if not isinstance(policy, Mapping):
+        return 0
+    key = {"VCPU": "cpuFailoverResourcesPercent", "MEMORY_MB": "memoryFailoverResourcesPercent"}
+    percent = policy.get(key[resource_class])
+    if isinstance(percent, int) and not isinstance(percent, bool) and "failoverHosts" not in policy:
+        return min(-(-total * max(percent, 0) // 100), total)
+
+    def size(result: _HostResult) -> int:
+        inv = result.report.inventory(resource_class)
+        return 0 if inv is None else inv.total
+
+    hosts = policy.get("failoverHosts")
+    if isinstance(hosts, list):
+        return min(sum(size(by_moref[h]) for h in map(str, hosts) if h in by_moref), total)
+    level = policy.get("failoverLevel", das.get("failoverLevel"))
+    if isinstance(level, int) and not isinstance(level, bool) and level > 0:
+        largest = sorted((size(r) for r in by_moref.values() if r.up), reverse=True)
+        return min(sum(largest[:level]), total)
+    return 0
+
+
 def _cluster_report(
     cluster: NativeObject,
-    members: list[_HostResult],
+    by_moref: Mapping[str, _HostResult],
     *,
     target: str,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
+    members = list(by_moref.values())
     inventories = [
         inv
         for inv in (
@@ -543,6 +583,9 @@ def _cluster_report(
         )
         if inv is not None
     ]
+    for inv in inventories:
+        failover = _failover_reserve(_Props(cluster), inv.resource_class, inv.total, by_moref)
+        inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover, inv.total)
     totals = [m.report.memory for m in members if m.report.memory is not None]
     used = [m.used_bytes for m in totals if m.used_bytes is not None]
     memory = None
@@ -724,7 +767,7 @@ def normalise(
 
     reports = [r.report for r in results.values()]
     for moref, cluster in clusters.items():
-        members = [results[h] for h, c in compute_of_host.items() if c == moref]
+        members = {h: results[h] for h, c in compute_of_host.items() if c == moref}
         reports.append(
             _cluster_report(
                 cluster,
