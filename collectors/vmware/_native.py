@@ -61,7 +61,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "environmentBrowser", "host"),
+    "ComputeResource": ("name", "environmentBrowser", "host", "summary.effectiveMemory"),
     "ClusterComputeResource": ("summary.currentEVCModeKey", "configuration.dasConfig"),
     "Datastore": (
         "summary.name",

@@ -527,6 +527,35 @@ def _cluster_cpu_traits(
     return traits, anomalies
 
 
+#: How far the memory resmon offers for VMs may exceed vSphere's own figure before it is flagged.
+_EFFECTIVE_SLACK = 0.10
+
+
+def _effective_memory_check(cluster: _Props, members: list[_HostResult]) -> list[Anomaly]:
+    """Cross-check with ``summary.effectiveMemory``, which vSphere documents as the memory (MB)
+    of the running hosts left to run virtual machines: offering much more than it means a
+    reservation resmon does not see."""
+    effective = cluster.integer("summary.effectiveMemory", limit=units.MAX_BYTES // units.MIB)
+    if effective is None:
+        return []
+    offered = 0
+    for member in members:
+        inv = member.report.inventory("MEMORY_MB")
+        if member.up and inv is not None:
+            offered += inv.total - inv.hypervisor_reserved
+    if offered <= effective * (1 + _EFFECTIVE_SLACK):
+        return []
+    return [
+        _anomaly(
+            "vmware.effective_memory",
+            "inventories[MEMORY_MB]",
+            f"up hosts offer {offered} MiB for VMs, vSphere's effectiveMemory is {effective} MB: "
+            "more is held back than resmon reads",
+            effective,
+        )
+    ]
+
+
 def _failover_reserve(
     cluster: _Props, resource_class: str, total: int, by_moref: Mapping[str, _HostResult]
 ) -> int:
@@ -583,6 +612,7 @@ def _cluster_report(
         )
         if inv is not None
     ]
+    anomalies = _effective_memory_check(_Props(cluster), members)
     for inv in inventories:
         failover = _failover_reserve(_Props(cluster), inv.resource_class, inv.total, by_moref)
         inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover, inv.total)
@@ -593,7 +623,6 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
-    anomalies = []
     if state is not HostState.UP:
         why = ", ".join(
             sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)

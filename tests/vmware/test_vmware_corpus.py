@@ -492,3 +492,13 @@ def test_ha_admission_control_holds_failover_capacity(
     cluster = _cluster_with(inventory, host, **{"configuration.dasConfig": das})
     memory = cluster.inventory("MEMORY_MB")
     assert memory is not None and memory.hypervisor_reserved == 2660
+
+
+@pytest.mark.parametrize(("effective", "flagged"), [(13000, False), (10000, True)])
+def test_effective_memory_cross_check(inventory: Inventory, effective: int, flagged: bool) -> None:
+    """16382 MiB less ESXi's 2660 leaves 13722 for VMs; vSphere's figure may be up to 10 %
+    below that, as ESXi keeps some overhead outside its resource pools."""
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    cluster = _cluster_with(inventory, host, **{"summary.effectiveMemory": effective})
+    codes = [a.code for a in cluster.anomalies]
+    assert codes == (["vmware.effective_memory"] if flagged else [])
