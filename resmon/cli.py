@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,11 +24,17 @@ from resmon.config import (
     describe_validation_error,
     load_config,
 )
-from resmon.contract import CollectorError, HostReport, ProviderKind
+from resmon.contract import (
+    CONTRACT_VERSION,
+    SCHEMA_VERSION,
+    CollectorError,
+    HostReport,
+    ProviderKind,
+)
 from resmon.logs import add_secret, configure_logging
 from resmon.registry import CollectorNotFound, available_collectors, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreError, redact_url
+from resmon.store import Store, StoreError, migration_head, redact_url
 
 __all__ = ["main"]
 
@@ -36,6 +43,25 @@ log = logging.getLogger("resmon")
 #: With no configuration at all, resmon reads libvirt's built-in test driver into ./resmon.db.
 DEFAULT_TARGET = TargetConfig(name="local-test", collector="libvirt", url="test:///default")
 SCHEMA_FILE = "host-report-v1.json"
+
+
+def version_text() -> str:
+    """What ``resmon --version`` prints: the package, and the versions it speaks and writes."""
+    return (
+        f"resmon {__version__} (collector contract {CONTRACT_VERSION}, "
+        f"report schema {SCHEMA_VERSION}, database schema {migration_head()})"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, worked out only when asked (finding the migration head reads files)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +99,7 @@ def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
         prog="resmon",
         description="Collect what every hypervisor has and can run, in one schema.",
     )
-    parser.add_argument("--version", action="version", version=f"resmon {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--log-level", default=None, choices=("debug", "info", "warning", "error"),
         help="overrides [resmon] log_level (default: info, or warning without --config)",
@@ -366,7 +392,7 @@ def _exit_now_if_threads_linger(code: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
     config = _load(args, allow_default=False)
     if args.listen:
@@ -381,7 +407,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Start-up objects (modules, the app, its routes) live for the whole process: keeping them
     # out of the collector's generations removes most of the full-collection pauses from requests.
     gc.freeze()
-    uvicorn.run(app, host=address[0], port=address[1], log_level="info")
+    uvicorn.run(app, host=address[0], port=address[1], log_level="info", **SERVER_OPTIONS)
     return 0
 
 

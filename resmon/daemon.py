@@ -383,7 +383,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
     """
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
     sock = _bind(address)
     app = create_app(
@@ -392,7 +392,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
         stale_after_s=config.resmon.stale_after_s,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning")
+        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)
     )
     # uvicorn installs signal handlers only in the main thread; the daemon keeps its own.
     thread = threading.Thread(

@@ -46,7 +46,7 @@ from ._build import (
     normalise_static,
     version_string,
 )
-from ._connection import call_with_deadline, ensure_event_loop, open_connection
+from ._connection import call_with_deadline, ensure_event_loop, open_with_deadline
 from ._errors import error_class, map_libvirt_errors
 from ._parse import (
     DomainCaps,
@@ -234,14 +234,23 @@ class LibvirtCollector(Collector):
     def _connect(self) -> None:
         ensure_event_loop()
         target, options = self.target, self.options
-        self._conn = self._deadline(
-            lambda: open_connection(
-                target.url,
-                username=target.username,
-                password=target.password,
-                read_only=options.read_only,
-            ),
-            f"connecting to {target.url}",
+        what = f"connecting to {target.url}"
+
+        def guard(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def guarded() -> Any:
+                with map_libvirt_errors(what, target=target.name):
+                    return fn()
+
+            return guarded
+
+        self._conn = open_with_deadline(
+            target.url,
+            username=target.username,
+            password=target.password,
+            read_only=options.read_only,
+            timeout_s=target.timeout_s,
+            target=target.name,
+            guard=guard,
             on_abandon=_close_quietly,
         )
         count = options.keepalive_count

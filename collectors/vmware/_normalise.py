@@ -376,7 +376,10 @@ def _host_report(
     if threads and cores and threads > cores:
         features.append("ht")
         masked.append("ht")
-    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(masked, arch)
+    # ESXi lists no cpuid key for what every x86-64 CPU has (MMX, SSE and SSE2 are in the AMD64
+    # baseline); the other drivers report them, so the same host gets the same traits.
+    baseline = ["mmx", "sse", "sse2"] if arch == "x86_64" else []
+    cpu_traits, _unmapped = vocabulary.cpu_feature_traits([*masked, *baseline], arch)
     cpu = Cpu(
         arch=arch,
         vendor=vendor,
@@ -385,7 +388,8 @@ def _host_report(
         cores_per_socket=cores // packages if cores and packages else None,
         threads_per_core=threads // cores if threads and cores else None,
         total_cpus=threads,
-        online_cpus=threads if up else None,
+        # A host in maintenance mode is connected and powered on: its CPUs are online.
+        online_cpus=threads if state in (HostState.UP, HostState.MAINTENANCE) else None,
         cpu_mhz=props.integer("summary.hardware.cpuMhz"),
         features=sorted(set(features)),
         traits=cpu_traits,

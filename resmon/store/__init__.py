@@ -11,6 +11,7 @@ from ._store import (
     StoreHealth,
     TargetSpec,
     alembic_directory,
+    migration_head,
     redact_url,
 )
 from ._writer import StoreWriter
@@ -24,6 +25,7 @@ __all__ = [
     "StoreWriter",
     "TargetSpec",
     "alembic_directory",
+    "migration_head",
     "models",
     "redact_url",
 ]

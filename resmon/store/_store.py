@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -44,6 +45,7 @@ __all__ = [
     "StoreHealth",
     "TargetSpec",
     "alembic_directory",
+    "migration_head",
     "redact_url",
 ]
 
@@ -54,6 +56,9 @@ DEFAULT_URL = "sqlite:///resmon.db"
 DEFAULT_TIMEOUT_S = 10.0
 #: Inventory fields whose change goes into the change log.
 _LOGGED_FIELDS = ("total", "reserved", "allocation_ratio")
+#: PostgreSQL advisory lock key held while migrating ("resmon" + 1): one process migrates,
+#: the others wait for it and then find the schema current.
+MIGRATION_LOCK_KEY = 0x7265736D6F6E0001
 
 
 class StoreError(Exception):
@@ -71,14 +76,25 @@ class TargetSpec:
 
 
 def alembic_directory() -> Path:
-    """The migrations: in the source tree next to the packages, or installed under share/."""
-    here = Path(__file__).resolve().parents[2] / "alembic"
-    if (here / "env.py").is_file():
-        return here
-    installed = Path(sys.prefix) / "share" / "resmon" / "alembic"
-    if (installed / "env.py").is_file():
-        return installed
-    raise StoreError(f"alembic migrations not found (looked in {here} and {installed})")
+    """The migrations: inside the installed package (a wheel carries them as package data), or
+    at the top of the source tree for a checkout or an editable install."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    source_tree = Path(__file__).resolve().parents[2] / "alembic"
+    if (source_tree / "env.py").is_file():
+        return source_tree
+    raise StoreError(f"alembic migrations not found (looked in {packaged} and {source_tree})")
+
+
+def migration_head() -> str:
+    """The newest migration's revision: the database schema this resmon writes."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(alembic_directory())).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration found in {alembic_directory()}")
+    return head
 
 
 def redact_url(url: str | URL) -> str:
@@ -92,10 +108,21 @@ def redact_url(url: str | URL) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # The busy timeout first: switching to WAL needs a lock another process may hold.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine (None for other databases and in-memory ones)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
 
 
 def create_store_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
@@ -308,12 +335,32 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(alembic_directory()))
-        with self.engine.begin() as connection:
+        with self._migration_lock(), self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                # A migration may rewrite big tables: the statement bound is for collections.
+                # A migration may rewrite big tables (and waits for another process's): the
+                # statement bound is for collections.
                 connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                # Released at commit; DDL is transactional, so waiters see all or nothing.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """On a SQLite file, an exclusive lock on ``<file>-migrate.lock`` while migrating
+        (pysqlite runs DDL outside a transaction, so SQLite's own locks do not serialise it)."""
+        path = sqlite_file(self.engine)
+        if path is None:
+            yield
+            return
+        fd = os.open(f"{path}-migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def is_current(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
@@ -330,7 +377,8 @@ class Store:
         """Create or update the rows of the configured targets (their status is kept)."""
         try:
             with self._write() as session:
-                for spec in specs:
+                # Same order in every process, so concurrent syncs cannot deadlock on the rows.
+                for spec in sorted(specs, key=lambda spec: spec.name):
                     self._target_row(session, spec)
         except SQLAlchemyError as exc:
             raise StoreError(
@@ -372,20 +420,29 @@ class Store:
             yield session
 
     def _target_row(self, session: Session, spec: TargetSpec) -> models.Target:
-        row = session.scalars(select(models.Target).where(models.Target.name == spec.name)).first()
-        if row is None:
-            row = models.Target(
-                name=spec.name,
-                collector=spec.collector,
-                url=spec.url,
-                interval_s=spec.interval_s,
-                last_status="never",
-                consecutive_failures=0,
+        """The target's row, created if missing, locked until the transaction ends.
+
+        Insert-if-absent cannot collide with another process doing the same, and the lock
+        orders the writes of one target: a run id is taken only under it, so a target's hosts
+        always point at its newest successful run.
+        """
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(models.Target)
+            .values(
+                name=spec.name, collector=spec.collector, url=spec.url,
+                interval_s=spec.interval_s, last_status="never", consecutive_failures=0,
             )
-            session.add(row)
-            session.flush()
-        else:
-            row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
+            .on_conflict_do_nothing(index_elements=["name"])
+        )  # fmt: skip
+        row = session.scalars(
+            select(models.Target)
+            .where(models.Target.name == spec.name)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
         return row
 
     def _record(self, session: Session, spec: TargetSpec, outcome: CollectionOutcome) -> int:

@@ -192,7 +192,12 @@ timeout_s = 1
     path = write_config(tmp_path, body)
     proc = subprocess.Popen([sys.executable, "-m", "resmon.cli", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    time.sleep(3)
+    # Signal only once it has started (the database exists): before that, Python's default
+    # SIGTERM action applies, and a loaded machine can take seconds to import.
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "r.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)

@@ -4,6 +4,7 @@ and timeouts."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -266,3 +267,50 @@ def test_policy_changes_capacity_the_same_way(
 ) -> None:
     facts = collect(target("test:///default"))
     assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= check_policy_applies_uniformly(facts)
+
+
+@pytest.fixture
+def silent_server_process() -> Iterator[int]:
+    """Like ``silent_server``, in another process, so its sockets are not counted in this one."""
+    import subprocess
+    import sys
+
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(64)\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "held = []\n"
+        "while True: held.append(s.accept()[0])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _threads_and_fds() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+def test_attempts_against_a_hung_daemon_leave_nothing_behind(silent_server_process: int) -> None:
+    """Each timed-out connection attempt ends its thread and closes its socket."""
+    hung = target(f"qemu+tcp://127.0.0.1:{silent_server_process}/system", timeout_s=1)
+    with pytest.raises(TargetTimeout):
+        collect(hung)  # the first attempt starts libvirt's event loop thread, once per process
+    time.sleep(0.5)
+    before = _threads_and_fds()
+    for _ in range(6):
+        with pytest.raises(TargetTimeout, match="no answer within 1s"):
+            collect(hung)
+    # The same collector instance retrying (as the daemon does) leaks nothing either.
+    with LibvirtCollector.from_target(hung, logger=LOG) as collector:
+        for _ in range(3):
+            with pytest.raises(TargetTimeout):
+                collector.collect()
+    deadline = time.monotonic() + 5
+    while _threads_and_fds() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _threads_and_fds() == before

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from resmon.store import Store
 
 HELPER = Path(__file__).with_name("resmon_with_test_collectors.py")
@@ -52,8 +54,11 @@ timeout_s = 300
         deadline = time.monotonic() + 60
         while True:  # until the first round is under way (the quick target is stored)
             assert proc.poll() is None, proc.communicate()[1]
-            if (tmp_path / "resmon.db").exists() and store.is_current() and store.runs("quick"):
-                break
+            try:
+                if (tmp_path / "resmon.db").exists() and store.runs("quick"):
+                    break
+            except OperationalError:  # the daemon is still creating its tables
+                pass
             assert time.monotonic() < deadline, "the quick target was never stored"
             time.sleep(0.05)
         signalled = time.monotonic()
