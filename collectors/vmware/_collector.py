@@ -30,6 +30,7 @@ from resmon.contract import (
     warn_tls_unverified,
 )
 
+from ._capture import load_capture
 from ._errors import fault_message, map_vim_errors
 from ._native import PROPERTIES, Inventory, NativeObject, load_dump, to_plain
 from ._normalise import normalise
@@ -160,9 +161,15 @@ class VmwareCollector(Collector):
         OfflineInput(
             flag="--dump",
             key="dump",
-            required=True,
             multiple=True,
             help="JSON written by 'resmon collect --dump-native DIR' for a vmware target",
+        ),
+        OfflineInput(
+            flag="--soap",
+            key="soap",
+            multiple=True,
+            help="SOAP captured from vCenter/ESXi: a vcrpy cassette or a file of SOAP responses "
+            "(all files given form one collection)",
         ),
     )
 
@@ -366,8 +373,19 @@ class VmwareCollector(Collector):
     def normalise_offline(
         cls, inputs: Mapping[str, list[Path]], *, target: str
     ) -> list[HostReport]:
-        """Reports from dumps written by ``--dump-native`` (one collection per file)."""
+        """Reports from dumps written by ``--dump-native`` (one collection per file) and from
+        SOAP captures (all files together one collection)."""
+        if not inputs.get("dump") and not inputs.get("soap"):
+            raise InvalidNativeData("nothing to normalise: give --dump FILE or --soap FILE")
         reports: list[HostReport] = []
+        if inputs.get("soap"):
+            inventory = load_capture(inputs["soap"])
+            reports += normalise(
+                inventory,
+                target=target,
+                collector=CollectorInfo(name=cls.name, version=cls.version),
+                collected_at=datetime.fromisoformat(inventory.collected_at or ""),
+            )
         for path in inputs.get("dump", []):
             inventory = load_dump(path)
             try:

@@ -61,11 +61,11 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "parent", "environmentBrowser", "host"),
+    "ComputeResource": ("name", "parent", "environmentBrowser", "host", "summary.effectiveMemory"),
     # Only to name the datacenter a host is in: folders link compute resources up to it.
     "Folder": ("parent",),
     "Datacenter": ("name",),
-    "ClusterComputeResource": ("summary.currentEVCModeKey",),
+    "ClusterComputeResource": ("summary.currentEVCModeKey", "configuration.dasConfig"),
     "Datastore": (
         "summary.name",
         "summary.url",

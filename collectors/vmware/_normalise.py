@@ -18,8 +18,8 @@ Choices a reader of the reports should know:
   up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
   naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
-  used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
-  one host).
+  used are the sums over its hosts, and HA admission control's failover capacity is held too;
+  ``max_unit`` is the largest single up host (a VM lands on one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
   unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
@@ -569,15 +569,84 @@ def _cluster_cpu_traits(
     return traits, anomalies
 
 
+#: How far the memory resmon offers for VMs may exceed vSphere's own figure before it is flagged.
+_EFFECTIVE_SLACK = 0.10
+
+
+def _effective_memory_check(cluster: _Props, members: list[_HostResult]) -> list[Anomaly]:
+    """Cross-check with ``summary.effectiveMemory``, which vSphere documents as the memory (MB)
+    of the running hosts left to run virtual machines: offering much more than it means a
+    reservation resmon does not see."""
+    effective = cluster.integer("summary.effectiveMemory", limit=units.MAX_BYTES // units.MIB)
+    if effective is None:
+        return []
+    offered = 0
+    for member in members:
+        inv = member.report.inventory("MEMORY_MB")
+        if member.up and inv is not None:
+            offered += inv.total - inv.hypervisor_reserved
+    if offered <= effective * (1 + _EFFECTIVE_SLACK):
+        return []
+    return [
+        _anomaly(
+            "vmware.effective_memory",
+            "inventories[MEMORY_MB]",
+            f"up hosts offer {offered} MiB for VMs, vSphere's effectiveMemory is {effective} MB: "
+            "more is held back than resmon reads",
+            effective,
+        )
+    ]
+
+
+def _failover_reserve(
+    cluster: _Props, resource_class: str, total: int, by_moref: Mapping[str, _HostResult]
+) -> int:
+    """What vSphere HA admission control keeps free for failover, in ``resource_class`` units.
+
+    ``configuration.dasConfig``: the percentage policy reserves its percentages of the cluster;
+    dedicated failover hosts reserve themselves whole; "host failures to tolerate" (N) reserves
+    the N largest up hosts (what its slot policy approaches, and what the percentage it
+    computes from N gives for equal hosts).
+    """
+    das = cluster.obj.props.get("configuration.dasConfig")
+    if (
+        not isinstance(das, Mapping)
+        or not das.get("enabled")
+        or not das.get("admissionControlEnabled")
+    ):
+        return 0
+    policy = das.get("admissionControlPolicy")
+    if not isinstance(policy, Mapping):
+        return 0
+    key = {"VCPU": "cpuFailoverResourcesPercent", "MEMORY_MB": "memoryFailoverResourcesPercent"}
+    percent = policy.get(key[resource_class])
+    if isinstance(percent, int) and not isinstance(percent, bool) and "failoverHosts" not in policy:
+        return min(-(-total * max(percent, 0) // 100), total)
+
+    def size(result: _HostResult) -> int:
+        inv = result.report.inventory(resource_class)
+        return 0 if inv is None else inv.total
+
+    hosts = policy.get("failoverHosts")
+    if isinstance(hosts, list):
+        return min(sum(size(by_moref[h]) for h in map(str, hosts) if h in by_moref), total)
+    level = policy.get("failoverLevel", das.get("failoverLevel"))
+    if isinstance(level, int) and not isinstance(level, bool) and level > 0:
+        largest = sorted((size(r) for r in by_moref.values() if r.up), reverse=True)
+        return min(sum(largest[:level]), total)
+    return 0
+
+
 def _cluster_report(
     cluster: NativeObject,
-    members: list[_HostResult],
+    by_moref: Mapping[str, _HostResult],
     *,
     target: str,
     datacenter: str | None,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
+    members = list(by_moref.values())
     inventories = [
         inv
         for inv in (
@@ -586,6 +655,10 @@ def _cluster_report(
         )
         if inv is not None
     ]
+    anomalies = _effective_memory_check(_Props(cluster), members)
+    for inv in inventories:
+        failover = _failover_reserve(_Props(cluster), inv.resource_class, inv.total, by_moref)
+        inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover, inv.total)
     totals = [m.report.memory for m in members if m.report.memory is not None]
     used = [m.used_bytes for m in totals if m.used_bytes is not None]
     memory = None
@@ -593,7 +666,6 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
-    anomalies = []
     if state is not HostState.UP:
         why = ", ".join(
             sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)
@@ -773,7 +845,7 @@ def normalise(
 
     reports = [r.report for r in results.values()]
     for moref, cluster in clusters.items():
-        members = [results[h] for h, c in compute_of_host.items() if c == moref]
+        members = {h: results[h] for h, c in compute_of_host.items() if c == moref}
         reports.append(
             _cluster_report(
                 cluster,
