@@ -62,6 +62,7 @@ from ._queries import (
     target_statuses,
 )
 from .errors import ApiError
+from .placement_api import placement_router
 from .prometheus import CONTENT_TYPE, render_metrics
 
 __all__ = ["API_VERSION", "MAX_LIMIT", "create_app", "openapi_document"]
@@ -635,6 +636,10 @@ def create_app(
         out = [candidate_json(c, query.resources, targets[c.host.target_id]) for c in found]
         return JSONResponse({"candidates": out})  # type: ignore[return-value]
 
+    # The Placement-compatible read API (its own module; left out of this OpenAPI document).
+    app.include_router(
+        placement_router(store, candidate_index, statuses), prefix="/placement", dependencies=auth
+    )
     return app
 
 
