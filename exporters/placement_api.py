@@ -84,9 +84,10 @@ def aggregate_uuid(target: str, sharer_host_id: str) -> str:
 class PlacementError(Exception):
     """An error answered in Placement's shape."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, title: str, detail: str, *, version_error: bool = False):
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
+        self.version_error = version_error
 
 
 def _bad(detail: str) -> PlacementError:
@@ -94,12 +95,16 @@ def _bad(detail: str) -> PlacementError:
 
 
 def _error_body(exc: PlacementError, request_id: str) -> dict[str, Any]:
-    return {
-        "errors": [
-            {"status": exc.status, "title": exc.title, "detail": exc.detail, "code": _CODE,
-             "request_id": request_id}
-        ]
-    }  # fmt: skip
+    error: dict[str, Any] = {"status": exc.status, "title": exc.title, "detail": exc.detail,
+                             "request_id": request_id}  # fmt: skip
+    if exc.version_error:
+        # As Placement's microversion middleware answers: no code; a 406 names the range.
+        if exc.status == 406:
+            error["max_version"] = "{}.{}".format(*MAX_MICROVERSION)
+            error["min_version"] = "{}.{}".format(*MIN_MICROVERSION)
+    else:
+        error["code"] = _CODE
+    return {"errors": [error]}
 
 
 def _microversion(request: Request) -> tuple[int, int]:
@@ -118,10 +123,20 @@ def _microversion(request: Request) -> tuple[int, int]:
         return MAX_MICROVERSION
     match = _VERSION.match(value)
     if match is None:
-        raise _bad(f"invalid version string: {value}")
+        raise PlacementError(
+            400,
+            "Bad Request",
+            f"Invalid microversion: invalid version string: {value}",
+            version_error=True,
+        )
     asked = (int(match.group(1)), int(match.group(2)))
     if not MIN_MICROVERSION <= asked <= MAX_MICROVERSION:
-        raise PlacementError(406, "Not Acceptable", f"Unacceptable version header: {value}")
+        raise PlacementError(
+            406,
+            "Not Acceptable",
+            f"Invalid microversion: Unacceptable version header: {value}",
+            version_error=True,
+        )
     return asked
 
 

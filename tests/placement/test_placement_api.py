@@ -43,12 +43,16 @@ def test_versions_and_refusals(client: TestClient) -> None:
     assert response.headers["openstack-api-version"] == "placement 1.39"
     for bad, status in (("1.40", 406), ("2.0", 406), ("1.x", 400)):
         (error,) = get(client, "/resource_providers", version=bad, status=status)["errors"]
-        assert error["status"] == status and error["code"] == "placement.undefined_code"
+        # Placement's shape for these (its microversion middleware): no code, the range on 406.
+        assert error["status"] == status and "code" not in error
         assert bad in error["detail"] and error["request_id"].startswith("req-")
+        if status == 406:
+            assert (error["min_version"], error["max_version"]) == ("1.0", "1.39")
     # A parameter newer than the version asked for, and a route newer than it.
     get(client, "/allocation_candidates?resources=VCPU:1&limit=1", version="1.15", status=400)
     get(client, "/traits", version="1.5", status=404)
-    get(client, "/allocation_candidates?resources1=VCPU:1", status=400)
+    (error,) = get(client, "/allocation_candidates?resources1=VCPU:1", status=400)["errors"]
+    assert error["code"] == "placement.undefined_code" and "resources1" in error["detail"]
 
 
 def test_providers_and_their_details(client: TestClient) -> None:
