@@ -205,6 +205,13 @@ class CandidateIndex:
         )
         return [candidate for _, candidate in itertools.islice(answers, query.limit)]
 
+    def sharing_providers(
+        self, session: Session, targets: Collection[TargetStatus]
+    ) -> list[IndexedHost]:
+        """The up sharing providers (by pk) as of the targets just read."""
+        snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
+        return [snapshot.sharers[pk] for pk in sorted(snapshot.sharers)]
+
     @staticmethod
     def _walk(entries: list[_Entry], amount: int, most_free: bool) -> Iterable[_Entry]:
         start = bisect.bisect_left(entries, amount, key=_free)

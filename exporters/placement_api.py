@@ -26,7 +26,8 @@ The model, and why:
 - ``generation`` is the id of the collection run that stored the provider's target.
 - Allocation candidates come from the candidate index (up hosts of fresh targets), with
   Placement's rules for sharing providers; an answer made only of a sharing provider's
-  resources is listed once, however many hosts mount it.
+  resources is listed once, with that provider's traits alone deciding (as Placement does;
+  resmon's own ``/v1/candidates`` always counts the host's traits, a candidate being a host).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from resmon.store import Store, models
 
-from ._candidates import CandidateIndex, IndexedCandidate
+from ._candidates import CandidateIndex, IndexedCandidate, IndexedHost
 from ._params import parse_required, parse_resources
 from ._queries import CandidateQuery, TargetStatus, inventories_of
 from .errors import ApiError
@@ -539,7 +540,11 @@ def placement_router(
             )  # fmt: skip
             with store.session() as session:
                 targets = statuses(session)
-                found = candidate_index.search(session, query, targets.values())
+                found = _placement_answers(
+                    candidate_index.search(session, query, targets.values()),
+                    candidate_index.sharing_providers(session, targets.values()),
+                    query, targets,
+                )  # fmt: skip
                 fleet = _fleet(session, targets) if member_of else None
                 requests = _allocation_requests(found, resources, fleet, member_of)[:limit]
                 involved = {p.pk: p for _, providers in requests for p in providers}
@@ -549,6 +554,26 @@ def placement_router(
         return answer(request, build)
 
     return router
+
+
+def _placement_answers(
+    found: list[IndexedCandidate],
+    sharers: list[IndexedHost],
+    query: CandidateQuery,
+    targets: dict[int, TargetStatus],
+) -> list[IndexedCandidate]:
+    """The index's answers as Placement gives them: an answer made only of a sharing
+    provider's resources stands on its own (its traits alone count, whichever hosts mount it),
+    after the answers that involve a compute host."""
+    out = [c for c in found if any(s is c.host for s in c.sources)]
+    for sharer in sharers:
+        if targets[sharer.target_id].stale:
+            continue
+        if not all(sharer.supplies(rc, amount) for rc, amount in query.resources):
+            continue
+        if query.required <= sharer.traits and query.forbidden.isdisjoint(sharer.traits):
+            out.append(IndexedCandidate(sharer, (sharer,) * len(query.resources)))
+    return out
 
 
 def _require_route(version: tuple[int, int], since: tuple[int, int]) -> None:

@@ -47,6 +47,8 @@ __all__ = [
 MANAGED_TRAIT = "CUSTOM_RESMON_MANAGED"
 MICROVERSION = "1.39"
 CONFLICT_RETRIES = 5
+#: The consumer type (microversion 1.38) of the standalone consumers holding each provider's use.
+CONSUMER_TYPE = "RESMON_USED"
 _INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit", "step_size", "allocation_ratio")
 _H = models.Host.__table__
 _TRAITS = models.HostTrait.__table__
@@ -125,7 +127,6 @@ def desired_state(store: Store, options: SyncOptions) -> dict[str, Desired]:
             if record["total"] < 1:
                 continue  # Placement refuses an inventory of nothing
             inventory = {f: record[f] for f in _INVENTORY_FIELDS}
-            inventory["max_unit"] = min(inventory["max_unit"], inventory["total"])
             if options.mode == "nova" and options.fold_used_into_reserved and record["used"]:
                 held = math.ceil(record["used"] / record["allocation_ratio"])
                 inventory["reserved"] = min(inventory["total"], inventory["reserved"] + held)
@@ -215,7 +216,8 @@ class _Conflict(Exception):
 def _detail(response: Any) -> str:
     try:
         errors = response.json().get("errors") or []
-        return str(errors[0].get("detail", "")).splitlines()[-1].strip() if errors else ""
+        detail = " ".join(str(errors[0].get("detail", "")).split()) if errors else ""
+        return detail[:300]
     except ValueError:
         return str(response.text[:200])
 
@@ -308,6 +310,7 @@ def _sync_consumer(placement: _Placement, want: Desired, options: SyncOptions) -
             "allocations": {want.uuid: {"resources": used}} if used else {},
             "consumer_generation": current.get("consumer_generation"),
             "project_id": options.project_id, "user_id": options.user_id,
+            "consumer_type": CONSUMER_TYPE,
         })  # fmt: skip
 
     _retrying(placement, placement.result, step)
