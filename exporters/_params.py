@@ -31,6 +31,8 @@ _CUSTOM = re.compile(r"^CUSTOM_[A-Z0-9_]+$")
 _AMOUNT = re.compile(r"^[+-]?[0-9]+$")
 _STANDARD_CLASSES = frozenset(os_resource_classes.STANDARDS)
 _STANDARD_TRAITS = frozenset(os_traits.get_traits())
+#: Row ids are 32-bit integers on PostgreSQL: a cursor beyond is not one this API issued.
+MAX_ROW_ID = 2**31 - 1
 
 
 def _short(text: str) -> str:
@@ -140,7 +142,7 @@ def decode_cursor(kind: str, cursor: str) -> int:
     """The last row id of the previous page; a cursor of another listing is refused."""
     try:
         prefix, _, after = _b64decode(cursor).decode("ascii").partition(":")
-        if prefix != kind or not after.isdigit():
+        if prefix != kind or not after.isdigit() or len(after) > 10 or int(after) > MAX_ROW_ID:
             raise ValueError(cursor)
         return int(after)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -160,13 +162,18 @@ def encode_host_ref(target: str, host_id: str) -> str:
 
 
 def decode_host_ref(ref: str) -> tuple[str, str] | None:
-    """``(target, host_id)`` of an id made by :func:`encode_host_ref`, or None."""
+    """``(target, host_id)`` of an id made by :func:`encode_host_ref`, or None.
+
+    An id holding a second NUL was not made here and can never name a host: a 400.
+    """
     try:
         target, sep, host_id = _b64decode(ref).decode("utf-8").partition("\x00")
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
     if not sep or not target or not host_id:
         return None
+    if "\x00" in host_id:
+        raise bad_request(errors.BAD_HOST_ID, f"host: {_short(ref)!r} is not a host id")
     return target, host_id
 
 

@@ -127,16 +127,18 @@ def inventories_of(session: Session, host_pks: Iterable[int]) -> dict[int, dict[
         return out
     rows = session.execute(
         select(
-            INV.c.host_pk, INV.c.resource_class, INV.c.total, INV.c.reserved, INV.c.min_unit,
-            INV.c.max_unit, INV.c.step_size, INV.c.allocation_ratio, INV.c.used,
-            INV.c.capacity, INV.c.free,
+            INV.c.host_pk, INV.c.resource_class, INV.c.total, INV.c.reserved,
+            INV.c.hypervisor_reserved, INV.c.operator_reserved, INV.c.min_unit, INV.c.max_unit,
+            INV.c.step_size, INV.c.allocation_ratio, INV.c.used, INV.c.capacity, INV.c.free,
         )
         .where(INV.c.host_pk.in_(pks))
         .order_by(INV.c.host_pk, INV.c.resource_class)
     )  # fmt: skip
     for r in rows:
         out[r.host_pk][r.resource_class] = {
-            "total": r.total, "reserved": r.reserved, "min_unit": r.min_unit,
+            "total": r.total, "reserved": r.reserved,
+            "hypervisor_reserved": r.hypervisor_reserved,
+            "operator_reserved": r.operator_reserved, "min_unit": r.min_unit,
             "max_unit": r.max_unit, "step_size": r.step_size,
             "allocation_ratio": r.allocation_ratio, "used": r.used, "capacity": r.capacity,
             "free": r.free,

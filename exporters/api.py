@@ -65,7 +65,15 @@ from .errors import ApiError
 from .placement_api import placement_router
 from .prometheus import CONTENT_TYPE, render_metrics
 
-__all__ = ["API_VERSION", "MAX_LIMIT", "create_app", "openapi_document"]
+__all__ = [
+    "API_VERSION",
+    "MAX_LIMIT",
+    "MAX_QUERY_BYTES",
+    "MAX_QUERY_PARAMS",
+    "SERVER_OPTIONS",
+    "create_app",
+    "openapi_document",
+]
 
 log = logging.getLogger("resmon.exporters.api")
 
@@ -73,6 +81,12 @@ log = logging.getLogger("resmon.exporters.api")
 API_VERSION = "1.0"
 #: Largest page or candidate list a query may ask for.
 MAX_LIMIT = 1000
+#: Longest query string read (longer: 414) and most parameters in one (more: 400).
+MAX_QUERY_BYTES = 16 * 1024
+MAX_QUERY_PARAMS = 256
+#: uvicorn settings every server of this app uses: the HTTP parser reads request heads up to
+#: 1 MiB, so an oversized query gets the app's 414 instead of a closed connection.
+SERVER_OPTIONS: dict[str, Any] = {"h11_max_incomplete_event_size": 1024 * 1024}
 
 _H = models.Host.__table__
 _T = models.Target.__table__
@@ -83,6 +97,7 @@ _TITLES = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    414: "URI Too Long",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -102,15 +117,19 @@ class ErrorBody(BaseModel):
 
 
 class InventoryRecord(BaseModel):
-    """Placement's inventory record plus observed use; capacity and free as stored."""
+    """Placement's inventory record plus allocated use; capacity and free as stored."""
 
     total: int
-    reserved: int
+    reserved: int = Field(
+        description="Final reservation: the two parts below (or total when the provider is not up)."
+    )
+    hypervisor_reserved: int = Field(description="Held back by the hypervisor itself.")
+    operator_reserved: int = Field(description="Reserved by the operator's policy.")
     min_unit: int
     max_unit: int
     step_size: int
     allocation_ratio: float
-    used: int
+    used: int = Field(description="Allocated to running instances (Placement's meaning).")
     capacity: int
     free: int
 
@@ -287,6 +306,30 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
+class _QueryBounds:
+    """Refuses an oversized query string before anything parses it (ASGI middleware)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        query: bytes = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if len(query) > MAX_QUERY_BYTES:
+            response = _error_response(
+                414, errors.BAD_QUERY_SIZE,
+                [f"the query string has {len(query)} bytes; at most {MAX_QUERY_BYTES} are read"],
+            )  # fmt: skip
+        elif query.count(b"&") >= MAX_QUERY_PARAMS:
+            response = _error_response(
+                400, errors.BAD_QUERY_SIZE,
+                [f"the query has more than {MAX_QUERY_PARAMS} parameters"],
+            )  # fmt: skip
+        else:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": _TITLES[status]} for status in (400, 401, 503)
 }
@@ -397,6 +440,7 @@ def create_app(
         redoc_url=None,
     )
     _install_error_handlers(app)
+    app.add_middleware(_QueryBounds)
     auth = [Depends(_auth_dependency(api_tokens))]
     head_revision: list[str] = []
     candidate_index = CandidateIndex()
@@ -417,8 +461,11 @@ def create_app(
         """The database answers and is migrated to the revision this version needs."""
         if not head_revision:
             head_revision.append(_head_revision())
+        if store.outage() is not None:  # it failed moments ago: no need to wait for it again
+            raise ApiError(503, errors.STORE_UNAVAILABLE, "the database did not answer")
         try:
-            with store.engine.connect() as conn:
+            with store.session() as session:
+                conn = session.connection()
                 conn.execute(text("SELECT 1"))
                 migrated = inspect(conn).has_table("alembic_version")
                 current = (

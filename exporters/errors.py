@@ -10,9 +10,11 @@ __all__ = [
     "AUTH_INVALID",
     "AUTH_REQUIRED",
     "BAD_CURSOR",
+    "BAD_HOST_ID",
     "BAD_INSTANCE",
     "BAD_LIMIT",
     "BAD_PARAMETER",
+    "BAD_QUERY_SIZE",
     "BAD_RESOURCES",
     "BAD_TRAITS",
     "HOST_NOT_FOUND",
@@ -32,6 +34,10 @@ BAD_PARAMETER = "resmon.query.invalid_parameter"
 BAD_LIMIT = "resmon.query.invalid_limit"
 #: ``cursor`` was not issued by this API.
 BAD_CURSOR = "resmon.query.invalid_cursor"
+#: A host id that no host can have (it holds a NUL after the target's name).
+BAD_HOST_ID = "resmon.query.invalid_host_id"
+#: The query string is longer, or has more parameters, than the API reads.
+BAD_QUERY_SIZE = "resmon.query.too_large"
 #: ``resources`` is malformed (not ``CLASS:amount,...``, amount not a positive integer, repeat).
 BAD_RESOURCES = "resmon.query.invalid_resources"
 #: A resource class that is neither standard (os-resource-classes) nor ``CUSTOM_*``.

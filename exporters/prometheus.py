@@ -53,7 +53,7 @@ _T_NUMACELL = models.NumaCell.__table__
 _T_ANOMALY = models.Anomaly.__table__
 _T_COLLECTIONRUN = models.CollectionRun.__table__
 _TO_BYTES: dict[str, int] = {"MEMORY_MB": units.MIB, "DISK_GB": units.GIB}
-_AS_OF = " As of the last collection."
+_AS_OF = " As of the last collection (collected on the daemon's schedule, not at scrape)."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 #: Rows fetched per driver call: few enough that a chunk never sets off a full collection.
@@ -63,11 +63,16 @@ _HOST = ("host_id", "target")
 _INVENTORY = ("host_id", "target", "resource_class")
 _CELL = ("host_id", "target", "cell")
 _PAGES = ("host_id", "target", "cell", "page_size_bytes")
-_FIELDS = ("total", "reserved", "used", "capacity", "free")
+_FIELDS = (
+    "total", "reserved", "hypervisor_reserved", "operator_reserved", "used", "capacity", "free",
+)  # fmt: skip
 _FIELD_HELP = {
     "total": "Placement total",
-    "reserved": "Placement reserved amount",
-    "used": "Observed use",
+    "reserved": "Placement reserved amount, hypervisor_reserved + operator_reserved (total "
+    "when the provider is not up)",
+    "hypervisor_reserved": "Part of reserved the hypervisor itself holds back (a fact it reports)",
+    "operator_reserved": "Part of reserved the operator's policy holds back ([resmon.policy])",
+    "used": "Allocated to running instances (Placement's used), not observed use",
     "capacity": "Capacity after the allocation ratio, (total - reserved) x ratio",
     "free": "Capacity not used, capacity - used, never negative",
 }
@@ -105,6 +110,21 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "series per provider.", ("host_id", "target", "state")),
     "resmon_host_last_collected_timestamp_seconds": (
         "gauge", "Unix time at which the provider's values were collected.", _HOST),
+    "resmon_host_observed_cpu_used_hertz": (
+        "gauge", "CPU the hypervisor observes in use on the provider (vSphere quickStats), in "
+        "hertz; allocations are resmon_inventory_used_units{resource_class=\"VCPU\"}.", _HOST),
+    "resmon_host_observed_memory_used_bytes": (
+        "gauge", "Memory the hypervisor observes in use on the provider; allocations are "
+        "resmon_inventory_used_bytes{resource_class=\"MEMORY_MB\"}.", _HOST),
+    "resmon_host_boot_timestamp_seconds": (
+        "gauge", "Unix time at which the host booted, as the hypervisor reports it.", _HOST),
+    "resmon_host_health": (
+        "gauge", "1 for the overall health the hypervisor reports for the provider (ok, "
+        "warning, critical, unknown); absent when it reports none.",
+        ("host_id", "target", "health")),
+    "resmon_host_instances": (
+        "gauge", "Instances on the provider per power state (running, paused, suspended, "
+        "stopped, other).", ("host_id", "target", "state")),
     "resmon_host_supported_instance_info": (
         "gauge", "An arch/hv_type/vm_mode the provider says it can run, always 1.",
         ("host_id", "target", "arch", "hv_type", "vm_mode")),
@@ -135,6 +155,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "gauge", "1 when this scrape could read the store, 0 when the database failed.", ()),
     "resmon_exporter_store_read_duration_seconds": (
         "gauge", "Time this scrape spent reading the store.", ()),
+    "resmon_exporter_store_up": (
+        "gauge", "1 when this process's last database operation succeeded (its writes "
+        "included), 0 while the database is unavailable.", ()),
+    "resmon_exporter_store_last_error_timestamp_seconds": (
+        "gauge", "When this process last found the database unavailable (0: never).", ()),
 }  # fmt: skip
 
 
@@ -301,7 +326,9 @@ def _write_hosts(
             _T_HOST.c.state, _T_HOST.c.collected_at, _T_HOST.c.provider_kind,
             _T_HOST.c.parent_id, _T_HOST.c.hv_type, _T_HOST.c.hypervisor_version,
             _T_HOST.c.arch, _T_HOST.c.cpu_model, _T_HOST.c.collector_name,
-            _T_HOST.c.collector_version,
+            _T_HOST.c.collector_version, _T_HOST.c.observed_cpu_used_mhz,
+            _T_HOST.c.observed_memory_used_bytes, _T_HOST.c.boot_time, _T_HOST.c.health,
+            _T_HOST.c.instance_states,
         ).order_by(_T_HOST.c.id),
         lines,
     )  # fmt: skip
@@ -309,6 +336,11 @@ def _write_hosts(
     info = lines["resmon_host_info"]
     state = lines["resmon_host_state"]
     collected = lines["resmon_host_last_collected_timestamp_seconds"]
+    observed_cpu = lines["resmon_host_observed_cpu_used_hertz"]
+    observed_memory = lines["resmon_host_observed_memory_used_bytes"]
+    booted = lines["resmon_host_boot_timestamp_seconds"]
+    health_lines = lines["resmon_host_health"]
+    instances = lines["resmon_host_instances"]
     target_labels = {pk: e(t.name) for pk, t in targets.items()}
     # The info labels after hostname repeat across a fleet (kind, cluster, hypervisor, CPU):
     # each distinct combination is escaped and formatted once.
@@ -316,7 +348,8 @@ def _write_hosts(
     counts: dict[int, int] = {}
     for row in rows:
         pk, target_id, host_id, hostname, host_state, collected_at = row[:6]
-        tail_key = tuple(row[6:])
+        tail_key = tuple(row[6:14])
+        cpu_mhz, memory_bytes, boot_time, health, instance_states = row[14:]
         tail = tails.get(tail_key)
         if tail is None:
             kind, parent, hv_type, version, arch, cpu_model, collector, collector_version = tail_key
@@ -338,6 +371,18 @@ def _write_hosts(
         # are UTC. A finite float, so repr() is what _float() would give.
         since = collected_at - (_EPOCH if collected_at.tzinfo else _NAIVE_EPOCH)
         collected.append(f"{{{host}}} {since.total_seconds()!r}")
+        if cpu_mhz is not None:
+            observed_cpu.append(f"{{{host}}} {cpu_mhz * 1_000_000}")
+        if memory_bytes is not None:
+            observed_memory.append(f"{{{host}}} {memory_bytes}")
+        if boot_time is not None:
+            boot = boot_time - (_EPOCH if boot_time.tzinfo else _NAIVE_EPOCH)
+            booted.append(f"{{{host}}} {boot.total_seconds()!r}")
+        if health is not None:
+            health_lines.append(f'{{{host},health="{e(health)}"}} 1')
+        if instance_states:
+            for power_state, count in sorted(instance_states.items()):
+                instances.append(f'{{{host},state="{e(power_state)}"}} {int(count)}')
     return counts
 
 
@@ -348,7 +393,8 @@ def _write_inventories(
         session,
         select(
             _T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class, _T_INVENTORY.c.total,
-            _T_INVENTORY.c.reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
+            _T_INVENTORY.c.reserved, _T_INVENTORY.c.hypervisor_reserved,
+            _T_INVENTORY.c.operator_reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
             _T_INVENTORY.c.free, _T_INVENTORY.c.allocation_ratio,
         ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class),
         lines,
@@ -359,7 +405,10 @@ def _write_inventories(
     # Per class: its label, its factor to the exported unit and the families of that unit.
     classes: dict[str, tuple[str, int, list[list[str]]]] = {}
     ratios: dict[float, str] = {}
-    for host_pk, rc, total, reserved, used, capacity, free, allocation_ratio in rows:
+    for (
+        host_pk, rc, total, reserved, hypervisor_reserved, operator_reserved, used, capacity,
+        free, allocation_ratio,
+    ) in rows:  # fmt: skip
         known = classes.get(rc)
         if known is None:
             factor = _TO_BYTES.get(rc)
@@ -368,13 +417,16 @@ def _write_inventories(
                 factor or 1,
                 units_ if factor is None else bytes_,
             )
-        rc_label, factor, (f_total, f_reserved, f_used, f_capacity, f_free) = known
+        rc_label, factor, families = known
+        f_total, f_reserved, f_hypervisor, f_operator, f_used, f_capacity, f_free = families
         host = hosts.get(host_pk)
         if host is None:  # stored after the hosts were read (see _write)
             continue
         key = f"{{{host},{rc_label}}} "
         f_total.append(f"{key}{total * factor}")
         f_reserved.append(f"{key}{reserved * factor}")
+        f_hypervisor.append(f"{key}{hypervisor_reserved * factor}")
+        f_operator.append(f"{key}{operator_reserved * factor}")
         f_used.append(f"{key}{used * factor}")
         f_capacity.append(f"{key}{capacity * factor}")
         f_free.append(f"{key}{free * factor}")
@@ -486,6 +538,10 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     lines["resmon_exporter_store_success"].append(" " + ok)
     elapsed = time.perf_counter() - start
     lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(elapsed))
+    health = store.health()
+    lines["resmon_exporter_store_up"].append(" 1" if health.up else " 0")
+    error_at = health.last_error_at.timestamp() if health.last_error_at else 0.0
+    lines["resmon_exporter_store_last_error_timestamp_seconds"].append(" " + _float(error_at))
     out: list[bytes] = []
     for name, (kind, help_, _labels) in METRICS.items():
         text = help_ if name.startswith("resmon_exporter_") else help_ + _AS_OF

@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,10 +24,17 @@ from resmon.config import (
     describe_validation_error,
     load_config,
 )
-from resmon.contract import CollectorError, HostReport, ProviderKind
+from resmon.contract import (
+    CONTRACT_VERSION,
+    SCHEMA_VERSION,
+    CollectorError,
+    HostReport,
+    ProviderKind,
+)
+from resmon.logs import add_secret, configure_logging
 from resmon.registry import CollectorNotFound, available_collectors, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreError
+from resmon.store import Store, StoreError, migration_head, redact_url
 
 __all__ = ["main"]
 
@@ -34,6 +43,25 @@ log = logging.getLogger("resmon")
 #: With no configuration at all, resmon reads libvirt's built-in test driver into ./resmon.db.
 DEFAULT_TARGET = TargetConfig(name="local-test", collector="libvirt", url="test:///default")
 SCHEMA_FILE = "host-report-v1.json"
+
+
+def version_text() -> str:
+    """What ``resmon --version`` prints: the package, and the versions it speaks and writes."""
+    return (
+        f"resmon {__version__} (collector contract {CONTRACT_VERSION}, "
+        f"report schema {SCHEMA_VERSION}, database schema {migration_head()})"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, worked out only when asked (finding the migration head reads files)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,8 +99,15 @@ def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
         prog="resmon",
         description="Collect what every hypervisor has and can run, in one schema.",
     )
-    parser.add_argument("--version", action="version", version=f"resmon {__version__}")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning or error")
+    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument(
+        "--log-level", default=None, choices=("debug", "info", "warning", "error"),
+        help="overrides [resmon] log_level (default: info, or warning without --config)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", default="text", choices=("text", "json"),
+        help="text lines, or one JSON object per line for log shippers",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     collect = sub.add_parser("collect", help="collect targets now and print the reports")
@@ -148,7 +183,31 @@ def _load(args: argparse.Namespace, *, allow_default: bool = True) -> ResmonConf
         config = ResmonConfig(targets=[DEFAULT_TARGET] if allow_default else [])
     if getattr(args, "database", None):
         config.resmon.database_url = args.database
+    add_secret(_url_password(config.resmon.database_url))
+    if args.log_level is None and getattr(args, "config", None):
+        configure_logging(config.resmon.log_level, args.log_format)
     return config
+
+
+def _url_password(url: str) -> str | None:
+    """The password in a database URL, if any (to keep it out of every log line)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def _check_targets(config: ResmonConfig) -> list[str]:
+    """Log the targets' warnings and return their errors."""
+    from resmon.checks import check_targets
+
+    problems = check_targets(config)
+    for warning in problems.warnings:
+        log.warning("%s", warning)
+    return problems.errors
 
 
 def _adhoc_targets(args: argparse.Namespace) -> list[TargetConfig]:
@@ -183,9 +242,28 @@ def _adhoc_targets(args: argparse.Namespace) -> list[TargetConfig]:
 
 
 def _open_store(config: ResmonConfig) -> Store:
-    store = Store(config.resmon.database_url)
-    store.upgrade()
+    """The migrated store; any failure is one line naming the setting."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = config.resmon.database_url
+    try:
+        store = Store(url, timeout_s=config.resmon.database_timeout_s)
+    except StoreError as exc:
+        raise StoreError(f"[resmon] {_first_line(exc)}") from None
+    setting = f"[resmon] database_url {redact_url(url)!r}"
+    try:
+        store.upgrade()
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        store.close()
+        orig = getattr(exc, "orig", None) or exc
+        raise StoreError(f"{setting}: cannot be used: {_first_line(orig)}") from None
     return store
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _table(reports: Sequence[HostReport]) -> str:
@@ -242,7 +320,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
             dump_dir.mkdir(parents=True, exist_ok=True)
         collector_cls = load_collector(target_config.collector)
         outcome, instance = collect_target(
-            collector_cls, target_config.resolve(dump_native_dir=dump_dir)
+            collector_cls,
+            target_config.resolve(dump_native_dir=dump_dir),
+            policy=config.policy_for(target_config),
         )
         if instance is not None:
             instance.close()
@@ -261,35 +341,66 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resmon.daemon import Daemon
+    from resmon.daemon import ApiBindError, Daemon, install_stop_signals, start_api_server
 
+    stop_event = threading.Event()
+    if not args.once:  # first: a SIGTERM during start-up must stop the daemon, not kill it
+        install_stop_signals(stop_event)
     config = _load(args)
+    errors = _check_targets(config)
+    if errors:
+        raise ConfigError("invalid targets:\n  " + "\n  ".join(errors))
     store = _open_store(config)
-    daemon = Daemon(config, store)
+    address = None if args.once or args.no_serve else config.resmon.listen_address()
+    daemon = Daemon(config, store, stop_event=stop_event)
     if args.once:
         outcomes = daemon.run(once=True)
-        daemon.shutdown()
         for o in outcomes:
             status = "ok" if o.ok else f"FAILED {o.error_kind}: {o.error_message}"
             hosts = sum(1 for r in o.reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
             print(f"{o.target}: {status} ({len(o.reports)} providers, {hosts} compute hosts, "
                   f"{o.duration_s:.3f}s) -> {config.resmon.database_url}")  # fmt: skip
         return _print_failures(outcomes) if any(not o.ok for o in outcomes) else 0
-    daemon.install_signal_handlers()
-    if not args.no_serve:
-        daemon.start_server()
+    server = None
+    if address is not None:
+        try:
+            server = start_api_server(config, store, address)
+        except ApiBindError as exc:
+            daemon.shutdown()
+            store.close()
+            raise ConfigError(str(exc)) from None
+    log.info(
+        "resmon %s: %s, database %s, %d targets", __version__,
+        f"serving the API and /metrics on http://{address[0]}:{address[1]}" if address
+        else "no API",
+        redact_url(config.resmon.database_url), len(config.targets),
+    )  # fmt: skip
     try:
         daemon.run()
     finally:
-        daemon.stop_server()
+        if server is not None:
+            server.should_exit = True
         store.close()
+    log.info("stopped")
+    _exit_now_if_threads_linger(0)
     return 0
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """The shutdown grace is over: a collector's own thread still blocked in a hypervisor call
+    must not hold the process (the interpreter would wait for it at exit)."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
     config = _load(args, allow_default=False)
     if args.listen:
@@ -297,19 +408,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     address = config.resmon.listen_address()
     if address is None:
         raise ConfigError("resmon.listen is empty: nothing to serve")
-    store = Store(config.resmon.database_url)
+    store = Store(config.resmon.database_url, timeout_s=config.resmon.database_timeout_s)
     app = create_app(
         store, api_tokens=config.resmon.api_tokens(), stale_after_s=config.resmon.stale_after_s
     )
     # Start-up objects (modules, the app, its routes) live for the whole process: keeping them
     # out of the collector's generations removes most of the full-collection pauses from requests.
     gc.freeze()
-    uvicorn.run(app, host=address[0], port=address[1], log_level="info")
+    uvicorn.run(app, host=address[0], port=address[1], log_level="info", **SERVER_OPTIONS)
     return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
     config = _load(args)
+    errors = _check_targets(config)
     store = _open_store(config)
     store.sync_targets([t.spec() for t in config.targets])
     rows = [("TARGET", "COLLECTOR", "STATUS", "LAST SUCCESS", "HOSTS", "ERROR")]
@@ -323,7 +435,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
         ))  # fmt: skip
     print(_columns(rows))
     store.close()
-    return 0
+    for error in errors:
+        print(f"resmon: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -452,10 +566,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(with_collectors="normalise" in argv).parse_args(argv)
-    level = (args.log_level or "warning").upper()
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(args.log_level or "warning", args.log_format)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, CollectorNotFound, StoreError) as exc:

@@ -10,12 +10,18 @@ Example::
     listen = "127.0.0.1:9180"          # API and /metrics; "" serves nothing
     api_tokens_env = ["RESMON_API_TOKEN"]
 
+    [resmon.policy]                    # allocation ratios and reservations (Nova's defaults)
+    cpu_allocation_ratio = 4.0
+    reserved_host_memory_mb = 512
+
     [[targets]]
     name = "kvm-01"
     collector = "libvirt"
     url = "qemu+ssh://root@kvm-01.example/system"
     interval_s = 60
     timeout_s = 30
+    [targets.policy]                   # this target only; see resmon.policy
+    cpu_allocation_ratio = 2.0
 
     [[targets]]
     name = "vc-prod"
@@ -38,6 +44,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from resmon.contract import Target
+from resmon.policy import PolicyTable, TargetPolicy, moved_option_message, resolve_policy
 from resmon.store import DEFAULT_URL, TargetSpec
 
 __all__ = [
@@ -67,7 +74,8 @@ class TargetConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")]
     collector: Annotated[str, Field(min_length=1, max_length=64)]
     url: Annotated[str, Field(min_length=1, max_length=2048)]
-    interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    #: At least a second: shorter would only measure the hypervisor's and the database's load.
+    interval_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     username: str | None = None
     password_env: str | None = None
@@ -75,6 +83,7 @@ class TargetConfig(_Strict):
     verify_tls: bool = True
     ca_bundle: Path | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    policy: PolicyTable | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -94,6 +103,9 @@ class TargetConfig(_Strict):
             raise ValueError(
                 f"timeout_s ({self.timeout_s}) must not exceed interval_s ({self.interval_s})"
             )
+        moved = moved_option_message(self.options)
+        if moved is not None:
+            raise ValueError(moved)
         return self
 
     def spec(self) -> TargetSpec:
@@ -145,8 +157,13 @@ class DaemonSettings(_Strict):
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error)$")] = "info"
     max_workers: Annotated[int, Field(ge=1, le=256)] = 8
     stale_after_s: Annotated[float | None, Field(gt=0)] = None
+    #: Bound of every database call (connect, pool checkout, statement, one collection's write).
+    database_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 10.0
+    #: On SIGTERM: how long finished collections may take to be stored and running ones to end.
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     api_tokens_env: list[str] = Field(default_factory=list)
     api_tokens_file: Path | None = None
+    policy: PolicyTable = Field(default_factory=PolicyTable)
 
     def listen_address(self) -> tuple[str, int] | None:
         if not self.listen:
@@ -188,6 +205,10 @@ class ResmonConfig(_Strict):
                 raise ValueError(f"targets[{i}].name: {target.name!r} is used twice")
             seen.add(target.name)
         return self
+
+    def policy_for(self, target: TargetConfig) -> TargetPolicy:
+        """The policy of ``target``: its own settings over ``[resmon.policy]``."""
+        return resolve_policy(self.resmon.policy, target.policy)
 
 
 def split_userinfo(url: str) -> tuple[str, str | None]:

@@ -1,37 +1,48 @@
 """The daemon: collects every target on its own interval, writes to the store, serves the API.
 
-Collections run in worker threads; the store is written from the scheduling thread only, one
-transaction per collection. A collection that outlives its target's timeout is recorded as a
-``timeout`` failure and its collector is abandoned, so a hung hypervisor never stalls the others.
+Collections run in worker threads; finished collections go to a :class:`StoreWriter`, whose own
+thread writes each in one transaction, so a database that stops answering never stalls the
+schedule, the API or shutdown. A collection is limited as a whole (building its collector and
+collecting) by its target's ``timeout_s``: past it, the collection is recorded as a ``timeout``
+failure and its collector is abandoned, so a hung hypervisor never stalls the others.
+
+On SIGTERM/SIGINT the daemon stops within ``[resmon] shutdown_grace_s``: collections that finish
+within the grace are stored, those still running are dropped (their targets keep what was stored
+before), and nothing waits for an abandoned collector.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from resmon.config import ConfigError, ResmonConfig, TargetConfig
-from resmon.contract import Collector, IncompatibleContract, TargetTimeout
+from resmon.contract import Collector, IncompatibleContract, ProviderKind, TargetTimeout
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreError
+from resmon.store import Store, StoreWriter
 
-__all__ = ["Daemon", "GRACE_S"]
+__all__ = ["ApiBindError", "Daemon", "install_stop_signals", "start_api_server"]
 
 log = logging.getLogger("resmon.daemon")
 
-#: Extra time a collection gets beyond its timeout before the daemon gives up on it; the
-#: collector's own per-call timeouts should fire first and report more precisely.
-GRACE_S = 5.0
+#: Longest the scheduling loop sleeps: how fast it notices anything not signalled to it.
+_TICK_S = 0.5
+
+
+class ApiBindError(Exception):
+    """The API's address cannot be listened on."""
 
 
 @dataclass(order=True)
@@ -42,10 +53,74 @@ class _Due:
 
 @dataclass
 class _Running:
+    """One collection handed to the workers. ``started``/``finished`` (time.monotonic()) are set
+    by the worker: the timeout counts from when the collection really starts, not from when it
+    was queued behind others."""
+
     future: Future[tuple[CollectionOutcome, Collector | None]]
-    started: float  # time.monotonic() at submission
-    deadline: float
-    started_at: datetime
+    submitted_at: datetime
+    started: float | None = None
+    finished: float | None = None
+
+    def deadline(self, timeout_s: float) -> float | None:
+        return None if self.started is None else self.started + timeout_s
+
+
+class _WorkerPool:
+    """A fixed number of daemon worker threads.
+
+    Unlike ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, a worker stuck in
+    an abandoned collector cannot hold the process after the daemon decided to stop.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"resmon-collect-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((fn, future))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Cancel what has not started; stuck workers are left to die with the process."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[1].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+def install_stop_signals(stop_event: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop_event`` (the daemon's loop sees it within a tick)."""
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 class Daemon:
@@ -57,62 +132,63 @@ class Daemon:
         store: Store,
         *,
         on_outcome: Callable[[CollectionOutcome], None] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.on_outcome = on_outcome
-        self.stop_event = threading.Event()
+        #: Set to stop (a signal handler installed before the daemon existed may set it).
+        self.stop_event = stop_event or threading.Event()
+        #: Set on anything the scheduling loop must look at now (a collection ended, a stop).
+        self._wake = threading.Event()
         self._targets: dict[str, TargetConfig] = {t.name: t for t in config.targets}
         self._instances: dict[str, Collector | None] = {}
-        self._pool = ThreadPoolExecutor(
-            max_workers=config.resmon.max_workers, thread_name_prefix="resmon-collect"
-        )
+        self._pool = _WorkerPool(config.resmon.max_workers)
+        self._writer = StoreWriter(store)
         self._server: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
-        def _stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s, stopping", signal.Signals(signum).name)
-            self.stop_event.set()
+        install_stop_signals(self.stop_event)
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+    def stop(self) -> None:
+        self.stop_event.set()
+        self._wake.set()
 
     def run(self, *, once: bool = False) -> list[CollectionOutcome]:
         """Collect until stopped (or one round with ``once``); returns the outcomes of the
-        last round when ``once`` is set."""
+        round when ``once`` is set."""
         self.store.sync_targets([t.spec() for t in self.config.targets])
         if once:
-            return self.run_round()
-        queue = [_Due(time.monotonic(), name) for name in sorted(self._targets)]
-        heapq.heapify(queue)
+            try:
+                return self.run_round()
+            finally:
+                self._writer.flush()
+                self.shutdown()
+        due = [_Due(time.monotonic(), name) for name in sorted(self._targets)]
+        heapq.heapify(due)
         running: dict[str, _Running] = {}
         try:
             while not self.stop_event.is_set():
-                now = time.monotonic()
-                while queue and queue[0].at <= now:
-                    due = heapq.heappop(queue)
-                    if due.name not in running:
-                        running[due.name] = self._start(self._targets[due.name])
-                    heapq.heappush(queue, _Due(now + self._targets[due.name].interval_s, due.name))
-                self._reap(running, block=False)
-                wait = min([queue[0].at - time.monotonic()] if queue else [1.0])
-                self.stop_event.wait(timeout=max(0.05, min(wait, 0.5)))
+                self._schedule(due, running)
+                self._reap(running)
+                self._sleep(due, running)
         finally:
-            self.shutdown()
+            self._stop(running)
         return []
 
     def run_round(self) -> list[CollectionOutcome]:
         """Collect every target once, concurrently, and store each outcome."""
         running = {name: self._start(t) for name, t in sorted(self._targets.items())}
         outcomes: list[CollectionOutcome] = []
-        while running:
-            outcomes += self._reap(running, block=True)
+        while running and not self.stop_event.is_set():
+            outcomes += self._reap(running)
+            self._sleep([], running)
         return outcomes
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         for name, instance in list(self._instances.items()):
             if instance is not None:
                 try:
@@ -121,15 +197,64 @@ class Daemon:
                     log.debug("close() of %s raised at shutdown", name, exc_info=True)
         self._instances.clear()
 
+    def _schedule(self, due: list[_Due], running: dict[str, _Running]) -> None:
+        now = time.monotonic()
+        while due and due[0].at <= now:
+            name = heapq.heappop(due).name
+            if name not in running:
+                running[name] = self._start(self._targets[name])
+            heapq.heappush(due, _Due(now + self._targets[name].interval_s, name))
+
+    def _sleep(self, due: list[_Due], running: dict[str, _Running]) -> None:
+        """Until the next collection is due or the next running one reaches its timeout."""
+        wakes = [d.at for d in due[:1]]
+        for name, job in running.items():
+            deadline = job.deadline(self._targets[name].timeout_s)
+            if deadline is not None:
+                wakes.append(deadline)
+        wait = min(wakes, default=time.monotonic() + _TICK_S) - time.monotonic()
+        self._wake.wait(timeout=min(max(wait, 0.01), _TICK_S))
+        self._wake.clear()
+
+    def _stop(self, running: dict[str, _Running]) -> None:
+        """Within the grace: store what finishes, drop what does not, release everything."""
+        grace_s = self.config.resmon.shutdown_grace_s
+        log.info("stopping within %gs (%d collections running)", grace_s, len(running))
+        grace_end = time.monotonic() + grace_s
+        while running and time.monotonic() < grace_end:
+            self._reap(running)
+            if running:
+                self._wake.wait(timeout=min(_TICK_S, max(grace_end - time.monotonic(), 0)))
+                self._wake.clear()
+        for name in running:
+            log.warning("target %s: collection still running at shutdown, dropped", name)
+        self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        closer = threading.Thread(target=self.shutdown, name="resmon-close", daemon=True)
+        closer.start()
+        closer.join(timeout=max(grace_end - time.monotonic(), 0.5))
+        if closer.is_alive():
+            log.warning("stopping: a collector did not close in time; leaving it behind")
+
     # -- one collection ---------------------------------------------------------------------
 
     def _start(self, target_config: TargetConfig) -> _Running:
-        started_at, started = datetime.now(UTC), time.monotonic()
-        future = self._pool.submit(self._collect, target_config)
-        deadline = started + target_config.timeout_s + GRACE_S
-        return _Running(future=future, started=started, deadline=deadline, started_at=started_at)
+        job = _Running(future=Future(), submitted_at=datetime.now(UTC))
+        job.future = self._pool.submit(lambda: self._collect(target_config, job))
+        return job
 
-    def _collect(self, target_config: TargetConfig) -> tuple[CollectionOutcome, Collector | None]:
+    def _collect(
+        self, target_config: TargetConfig, job: _Running
+    ) -> tuple[CollectionOutcome, Collector | None]:
+        job.started = time.monotonic()
+        try:
+            return self._collect_now(target_config)
+        finally:
+            job.finished = time.monotonic()
+            self._wake.set()
+
+    def _collect_now(
+        self, target_config: TargetConfig
+    ) -> tuple[CollectionOutcome, Collector | None]:
         started_at = datetime.now(UTC)
         try:
             collector_cls = load_collector(target_config.collector)
@@ -148,49 +273,73 @@ class Daemon:
                 None,
             )
         instance = self._instances.pop(target_config.name, None)
-        return collect_target(collector_cls, target, instance=instance)
+        return collect_target(
+            collector_cls, target, instance=instance, policy=self.config.policy_for(target_config)
+        )
 
-    def _reap(self, running: dict[str, _Running], *, block: bool) -> list[CollectionOutcome]:
+    def _reap(self, running: dict[str, _Running]) -> list[CollectionOutcome]:
+        """Take the collections that finished or ran out of time; hand them to the writer."""
         finished: list[CollectionOutcome] = []
+        now = time.monotonic()
         for name, job in list(running.items()):
             target_config = self._targets[name]
-            if block and not job.future.done():
-                remaining = job.deadline - time.monotonic()
-                try:
-                    job.future.result(timeout=max(remaining, 0))
-                except Exception:  # outcome handled below; _collect itself never raises
-                    pass
+            timeout_s = target_config.timeout_s
             if job.future.done():
                 outcome, instance = job.future.result()
-                self._instances[name] = instance
-            elif time.monotonic() >= job.deadline:
-                log.warning("target %s: collection exceeded %.0fs, abandoned", name,
-                            target_config.timeout_s + GRACE_S)  # fmt: skip
-                error = TargetTimeout(
-                    f"collection did not finish within {target_config.timeout_s:.0f}s "
-                    f"(+{GRACE_S:.0f}s grace)"
-                )
-                outcome = CollectionOutcome(
-                    target=name,
-                    collector=target_config.collector,
-                    started_at=job.started_at,
-                    duration_s=time.monotonic() - job.started,
-                    error_kind=error.kind,
-                    error_message=error.message,
-                )
+                assert job.started is not None and job.finished is not None
+                if job.finished - job.started > timeout_s:
+                    # Finished, but later than the limit: the whole collection is what counts.
+                    if instance is not None:
+                        self._close_late(name, instance)
+                    outcome = self._timeout(target_config, job, job.finished - job.started)
+                else:
+                    self._instances[name] = instance
+            elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
+                assert job.started is not None
+                outcome = self._timeout(target_config, job, now - job.started)
                 self._instances[name] = None
             else:
                 continue
             del running[name]
-            self._store(target_config, outcome)
+            self._finish(target_config, outcome)
             finished.append(outcome)
         return finished
 
-    def _store(self, target_config: TargetConfig, outcome: CollectionOutcome) -> None:
+    def _timeout(
+        self, target_config: TargetConfig, job: _Running, elapsed: float
+    ) -> CollectionOutcome:
+        error = TargetTimeout(
+            f"collection did not finish within timeout_s = {target_config.timeout_s:g}s",
+            target=target_config.name,
+        )
+        return CollectionOutcome(
+            target=target_config.name,
+            collector=target_config.collector,
+            started_at=job.submitted_at,
+            duration_s=elapsed,
+            error_kind=error.kind,
+            error_message=error.message,
+        )
+
+    def _close_late(self, name: str, instance: Collector) -> None:
         try:
-            self.store.record(target_config.spec(), outcome)
-        except StoreError as exc:
-            log.error("%s", exc)
+            instance.close()
+        except Exception:  # close() must not raise; the timeout already stands
+            log.debug("close() of %s raised after a late collection", name, exc_info=True)
+
+    def _finish(self, target_config: TargetConfig, outcome: CollectionOutcome) -> None:
+        hosts = sum(1 for r in outcome.reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+        if outcome.ok:
+            log.info(
+                "target %s: ok, %d hosts, %d providers, %.3fs",
+                outcome.target, hosts, len(outcome.reports), outcome.duration_s,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "target %s: failed after %.3fs: %s: %s",
+                outcome.target, outcome.duration_s, outcome.error_kind, outcome.error_message,
+            )  # fmt: skip
+        self._writer.submit(target_config.spec(), outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -208,22 +357,46 @@ class Daemon:
             self._server.should_exit = True
 
 
+def _bind(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ApiBindError(f"cannot listen on {host}:{port} ([resmon] listen): {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ApiBindError(f"cannot listen on {host}:{port} ([resmon] listen): {reason}") from None
+    return sock
+
+
 def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int]) -> Any:
-    """Start uvicorn with the exporters' app in a daemon thread; returns the server."""
+    """Start uvicorn with the exporters' app in a daemon thread; returns the server.
+
+    The socket is bound here, before anything is collected, so an address in use is an error
+    the caller sees (:class:`ApiBindError`) rather than a server thread that quietly died.
+    """
     import uvicorn
 
-    from exporters.api import create_app
+    from exporters.api import SERVER_OPTIONS, create_app
 
+    sock = _bind(address)
     app = create_app(
         store,
         api_tokens=config.resmon.api_tokens(),
         stale_after_s=config.resmon.stale_after_s,
     )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning")
+        uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)
     )
     # uvicorn installs signal handlers only in the main thread; the daemon keeps its own.
-    thread = threading.Thread(target=server.run, name="resmon-api", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="resmon-api", daemon=True
+    )
     thread.start()
-    log.info("serving the API and /metrics on http://%s:%d", *address)
     return server

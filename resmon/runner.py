@@ -22,7 +22,9 @@ from resmon.contract import (
     HostReport,
     IncompatibleContract,
     Target,
+    UnsupportedTarget,
 )
+from resmon.policy import TargetPolicy, apply_policy, moved_option_message
 from resmon.validation import DuplicateProvider, check_batch
 
 __all__ = ["CollectionOutcome", "collect_target", "target_logger"]
@@ -98,12 +100,14 @@ def collect_target(
     target: Target,
     *,
     instance: Collector | None = None,
+    policy: TargetPolicy | None = None,
 ) -> tuple[CollectionOutcome, Collector | None]:
     """Collect ``target`` once. Never raises for anything the collector does.
 
     ``instance`` is a collector built earlier for this target (sessions are reused across
     cycles); the returned collector is the one to reuse next time, or None after a failure that
-    may have broken its session.
+    may have broken its session. ``policy`` (Nova's defaults when None) is applied to every
+    report before validation, so that what is checked and stored is the final figure.
     """
     logger = target_logger(collector_cls.name, target.name)
     started_at = datetime.now(UTC)
@@ -114,10 +118,18 @@ def collect_target(
     collector = instance
     try:
         if collector is None:
+            moved = moved_option_message(target.options)
+            if moved is not None:
+                raise UnsupportedTarget(moved, target=target.name)
             collector = collector_cls.from_target(target, logger=logger)
         raw = collector.collect()
-        outcome.reports = _accept(raw, collector_cls, target)
+        accepted = _accept(raw, collector_cls, target)
+        outcome.reports, policy_anomalies = apply_policy(
+            accepted, policy if policy is not None else TargetPolicy.defaults()
+        )
         outcome.anomalies = check_batch(outcome.reports)
+        for key, found in policy_anomalies.items():
+            outcome.anomalies.setdefault(key, []).extend(found)
     except CollectorError as exc:
         outcome.error_kind, outcome.error_message = exc.kind, str(exc.message)
     except (ContractViolation, IncompatibleContract) as exc:
@@ -134,11 +146,11 @@ def collect_target(
         outcome.error_kind, outcome.error_message = violation.kind, str(violation)
     outcome.duration_s = time.perf_counter() - start
     if outcome.ok:
-        logger.info("collected %d providers in %.3fs", len(outcome.reports), outcome.duration_s)
+        logger.debug("collected %d providers in %.3fs", len(outcome.reports), outcome.duration_s)
         return outcome, collector
     outcome.reports = []
     outcome.anomalies = {}
-    logger.warning("collection failed (%s): %s", outcome.error_kind, outcome.error_message)
+    logger.debug("collection failed (%s): %s", outcome.error_kind, outcome.error_message)
     if collector is not None:
         _close_quietly(collector, logger)
     return outcome, None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from resmon.contract import HostReport
 from resmon.store import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,3 +69,58 @@ def store(database_url: str) -> Iterator[Store]:
     store.upgrade()
     yield store
     store.close()
+
+
+#: A policy that differs from Nova's defaults in every setting.
+ALTERED_POLICY = {
+    "cpu_allocation_ratio": 2.0,
+    "ram_allocation_ratio": 1.5,
+    "disk_allocation_ratio": 3.0,
+    "reserved_host_cpus": 2,
+    "reserved_host_memory_mb": 1024,
+    "reserved_host_disk_gb": 10,
+}
+
+
+def _check_policy_applies_uniformly(facts: list[HostReport]) -> set[str]:
+    """Apply Nova's defaults and :data:`ALTERED_POLICY` to a driver's facts and check that
+    every compute host's capacity follows the one formula; returns the classes checked."""
+    from resmon.contract import HostState, ProviderKind
+    from resmon.policy import Policy, PolicyTable, TargetPolicy, apply_policy, resolve_policy
+
+    altered = PolicyTable.model_validate(ALTERED_POLICY)
+    checked: set[str] = set()
+    for table, expected in ((None, Policy()), (altered, Policy(**ALTERED_POLICY))):
+        policy = TargetPolicy.defaults() if table is None else resolve_policy(table, None)
+        settled, _ = apply_policy(facts, policy)
+        for fact, report in zip(facts, settled, strict=True):
+            if fact.provider_kind is not ProviderKind.COMPUTE_HOST:
+                continue
+            for before in fact.inventories:
+                covered = expected.for_class(before.resource_class)
+                if covered is None:
+                    continue
+                ratio, operator = covered
+                after = report.inventory(before.resource_class)
+                assert after is not None
+                where = (fact.identity.host_id, before.resource_class)
+                assert (after.total, after.used) == (before.total, before.used), where
+                assert after.hypervisor_reserved == before.hypervisor_reserved, where
+                assert after.operator_reserved == operator, where
+                assert after.allocation_ratio == ratio, where
+                if fact.state is HostState.UP:
+                    wanted = before.hypervisor_reserved + operator
+                    assert after.reserved == min(wanted, before.total), where
+                else:
+                    assert after.reserved == after.total and after.capacity == 0, where
+                assert after.capacity == int((after.total - after.reserved) * ratio), where
+                checked.add(before.resource_class)
+    assert checked, "no compute host inventory to check"
+    return checked
+
+
+@pytest.fixture
+def check_policy_applies_uniformly() -> Callable[[list[HostReport]], set[str]]:
+    """The check behind "changing [resmon.policy] changes every driver's capacity the same
+    way", for a driver's test to run on its own offline facts."""
+    return _check_policy_applies_uniformly

@@ -21,6 +21,7 @@ from resmon.contract import (
     AuthenticationFailed,
     Capability,
     Collector,
+    CollectorError,
     CollectorInfo,
     HostReport,
     InvalidNativeData,
@@ -79,6 +80,7 @@ class HypervCollector(Collector):
     capabilities = frozenset(
         {
             Capability.NUMA,
+            Capability.CPU_FEATURES,
             Capability.SUPPORTED_INSTANCES,
             Capability.RUNNING_INSTANCES,
             Capability.OBSERVED_USAGE,
@@ -196,7 +198,7 @@ class HypervCollector(Collector):
         try:
             document = parse_document(stdout)
             return normalise(document, target=target, collector=info, collected_at=collected_at)
-        except InvalidNativeData as exc:
+        except CollectorError as exc:  # InvalidNativeData, or UnsupportedTarget (no Hyper-V role)
             exc.target = target
             raise
         except ValidationError as exc:

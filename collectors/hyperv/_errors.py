@@ -12,6 +12,7 @@ Messages carry what the target said, never the credentials we sent.
 
 from __future__ import annotations
 
+import http.client
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -104,9 +105,13 @@ def powershell_error(
     message = _first_lines(text)
     if "CommandNotFoundException" in text or "is not recognized as the name of a cmdlet" in text:
         if re.search(r"\bGet-VM\w*", text):
+            # The vmms service runs (the script checks it first), so the role is there but its
+            # module is not: usually Server Core, where Install-WindowsFeature Hyper-V adds the
+            # role without its management tools unless -IncludeManagementTools is given.
             return UnsupportedTarget(
-                f"the Hyper-V PowerShell module is missing (is the Hyper-V role installed?): "
-                f"{message}",
+                "the Hyper-V PowerShell module is missing: the role was installed without its "
+                "management tools (usual on Server Core); add them with Install-WindowsFeature "
+                f"Hyper-V-PowerShell (or the role with -IncludeManagementTools): {message}",
                 target=target,
             )
         return UnsupportedTarget(f"a command the script needs is missing: {message}", target=target)
@@ -127,6 +132,35 @@ def _http_status_error(code: int, what: str, target: str | None) -> CollectorErr
     if code == 404:
         return UnsupportedTarget(f"no WS-Management endpoint at this URL ({what})", target=target)
     return TargetUnreachable(f"the WinRM service answered with an error ({what})", target=target)
+
+
+# OpenSSL's reasons when the peer's certificate is the problem, and when the peer hung up.
+_CERTIFICATE_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname")
+_EOF_MARKERS = ("UNEXPECTED_EOF", "EOF occurred", "Connection reset")
+
+
+def _tls_error(exc: requests.exceptions.SSLError, target: str | None) -> CollectorError:
+    """Say which TLS failure it was: an untrusted certificate, a peer that hung up, or a port
+    that does not speak TLS at all (it sent something else: a protocol error)."""
+    text = _first_lines(str(exc), 300)
+    if any(marker in text for marker in _CERTIFICATE_MARKERS):
+        return TargetUnreachable(
+            f"TLS failed: certificate not trusted (set ca_bundle): {text}", target=target
+        )
+    if any(marker in text for marker in _EOF_MARKERS):
+        return TargetUnreachable(
+            f"the host closed the connection during the TLS handshake: {text}", target=target
+        )
+    return TargetUnreachable(
+        f"protocol error: the port did not answer with TLS (is it a WinRM HTTPS listener?): {text}",
+        target=target,
+    )
+
+
+def _not_http(exc: requests.exceptions.ConnectionError) -> bool:
+    """urllib3 wraps what http.client could not parse (``BadStatusLine``...) in its args."""
+    inner = exc.args[0] if exc.args else None
+    return any(isinstance(arg, http.client.HTTPException) for arg in getattr(inner, "args", ()))
 
 
 def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
@@ -153,14 +187,17 @@ def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
     if isinstance(exc, requests.exceptions.Timeout):
         return TargetTimeout(f"no answer within the timeout: {type(exc).__name__}", target=target)
     if isinstance(exc, requests.exceptions.SSLError):
-        return TargetUnreachable(
-            f"TLS failed (certificate not trusted? set ca_bundle): {_first_lines(str(exc), 300)}",
-            target=target,
-        )
+        return _tls_error(exc, target)
     if isinstance(exc, requests.exceptions.HTTPError):
         code = exc.response.status_code if exc.response is not None else 0
         return _http_status_error(code, f"HTTP {code}", target)
     if isinstance(exc, requests.exceptions.ConnectionError):
+        if _not_http(exc):
+            return TargetUnreachable(
+                f"protocol error: the port did not answer with HTTP (is it a WinRM listener?): "
+                f"{_first_lines(str(exc), 300)}",
+                target=target,
+            )
         return TargetUnreachable(f"cannot connect: {_first_lines(str(exc), 300)}", target=target)
     if isinstance(
         exc,

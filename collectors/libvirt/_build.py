@@ -69,22 +69,13 @@ SHARED_POOL_TYPES = frozenset(
 _HV_PREFERENCE = ("kvm", "xen", "lxc", "vz", "bhyve", "hyperv", "vmware", "qemu", "test")
 _X86 = frozenset({"x86_64", "i686"})
 
-Ratio = Annotated[float, Field(gt=0.0, le=1000.0)]
-Reserved = Annotated[int, Field(ge=0, le=units.PLACEMENT_MAX_INT)]
-
 
 class LibvirtOptions(BaseModel):
-    """``[targets.options]`` of a libvirt target. Ratios and reservations default to Nova's
-    current initial values (cpu 4.0, ram 1.0, disk 1.0; 512 MiB reserved for the host)."""
+    """``[targets.options]`` of a libvirt target. Allocation ratios and reservations are the
+    operator's policy, applied by resmon (``[resmon.policy]``), not options of this collector."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpu_allocation_ratio: Ratio = 4.0
-    ram_allocation_ratio: Ratio = 1.0
-    disk_allocation_ratio: Ratio = 1.0
-    reserved_host_cpus: Reserved = 0
-    reserved_host_memory_mb: Reserved = 512
-    reserved_host_disk_gb: Reserved = 0
     #: Read-only connections cannot ask for domain capabilities (libvirt forbids it).
     read_only: bool = False
     #: Ask getDomainCapabilities for every guest arch x domain type (cached per connection).
@@ -407,20 +398,13 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']} (got {str(err.get('input'))[:100]!r})"
 
 
-def _inventory(rc: str, total: int, *, reserved: int, ratio: float, used: int) -> list[Inventory]:
+def _inventory(rc: str, total: int, *, used: int) -> list[Inventory]:
+    """Facts only: libvirt reports nothing the hypervisor holds back, and ratios and operator
+    reservations are the core's policy."""
     # Placement refuses an inventory with total 0 (max_unit >= 1): leave the class out.
     if total <= 0:
         return []
-    return [
-        Inventory(
-            resource_class=rc,
-            total=total,
-            reserved=reserved,
-            max_unit=total,
-            allocation_ratio=ratio,
-            used=used,
-        )
-    ]
+    return [Inventory(resource_class=rc, total=total, max_unit=total, used=used)]
 
 
 def _memory_total(static: StaticHost, live: LiveFacts | None) -> int | None:
@@ -476,7 +460,6 @@ def _pool_report(
     host_id: str,
     *,
     target: str,
-    options: LibvirtOptions,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
@@ -486,8 +469,6 @@ def _pool_report(
         inventories=_inventory(
             "DISK_GB",
             units.bytes_to_gib_floor(pool.capacity_bytes),
-            reserved=0,
-            ratio=options.disk_allocation_ratio,
             used=units.bytes_to_gib_floor(pool.allocation_bytes),
         ),
         traits=[os_traits.MISC_SHARES_VIA_AGGREGATE],
@@ -502,15 +483,13 @@ def build_reports(
     live: LiveFacts | None,
     *,
     target: str,
-    options: LibvirtOptions,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> list[HostReport]:
     """The compute host's report, then one report per shared storage pool it uses."""
     try:
         return _build_reports(
-            static, live, target=target, options=options, collected_at=collected_at,
-            collector=collector,
+            static, live, target=target, collected_at=collected_at, collector=collector,
         )  # fmt: skip
     except ValidationError as exc:
         raise InvalidNativeData(
@@ -523,7 +502,6 @@ def _build_reports(
     live: LiveFacts | None,
     *,
     target: str,
-    options: LibvirtOptions,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> list[HostReport]:
@@ -571,16 +549,12 @@ def _build_reports(
     inventories = _inventory(
         "VCPU",
         vcpus or 0,
-        reserved=options.reserved_host_cpus,
-        ratio=options.cpu_allocation_ratio,
         used=running.vcpus,
     )
     if total_bytes is not None:
         inventories += _inventory(
             "MEMORY_MB",
             units.bytes_to_mib_floor(total_bytes),
-            reserved=options.reserved_host_memory_mb,
-            ratio=options.ram_allocation_ratio,
             used=units.bytes_to_mib_floor(running.memory_bytes),
         )
     pools = live.pools if live is not None else []
@@ -589,8 +563,6 @@ def _build_reports(
         inventories += _inventory(
             "DISK_GB",
             units.bytes_to_gib_floor(sum(p.capacity_bytes for p in local)),
-            reserved=options.reserved_host_disk_gb,
-            ratio=options.disk_allocation_ratio,
             used=units.bytes_to_gib_floor(sum(p.allocation_bytes for p in local)),
         )
     host = HostReport(
@@ -612,7 +584,6 @@ def _build_reports(
             p,
             host_id,
             target=target,
-            options=options,
             collected_at=collected_at,
             collector=collector,
         )  # fmt: skip
@@ -642,7 +613,6 @@ def normalise_saved(
         static,
         None,
         target=target,
-        options=LibvirtOptions(),
         collected_at=collected_at,
         collector=collector,
     )

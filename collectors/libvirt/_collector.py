@@ -46,7 +46,7 @@ from ._build import (
     normalise_static,
     version_string,
 )
-from ._connection import call_with_deadline, ensure_event_loop, open_connection
+from ._connection import call_with_deadline, ensure_event_loop, open_with_deadline
 from ._errors import error_class, map_libvirt_errors
 from ._parse import (
     DomainCaps,
@@ -107,11 +107,9 @@ class _ConnectionFacts:
 class LibvirtCollector(Collector):
     """Reads one libvirt URI (``qemu:///system``, ``qemu+ssh://host/system``, ``test:///default``).
 
-    Options (all optional): ``cpu_allocation_ratio`` (4.0), ``ram_allocation_ratio`` (1.0),
-    ``disk_allocation_ratio`` (1.0), ``reserved_host_cpus`` (0), ``reserved_host_memory_mb``
-    (512), ``reserved_host_disk_gb`` (0), ``read_only`` (false; a read-only connection gets no
-    domain capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s``
-    (timeout / 4), ``keepalive_count`` (3).
+    Options (all optional): ``read_only`` (false; a read-only connection gets no domain
+    capabilities), ``domain_capabilities`` (true), ``keepalive_interval_s`` (timeout / 4),
+    ``keepalive_count`` (3). Allocation ratios and reservations are policy, applied by resmon.
 
     Hangs: opening the connection and the once-per-connection reads run in a worker with the
     target's timeout. The per-cycle reads run in the caller's thread when libvirt keepalive is
@@ -204,7 +202,6 @@ class LibvirtCollector(Collector):
             facts.static,
             live,
             target=self.target.name,
-            options=self.options,
             collected_at=datetime.now(UTC),
             collector=self._info,
         )
@@ -237,14 +234,23 @@ class LibvirtCollector(Collector):
     def _connect(self) -> None:
         ensure_event_loop()
         target, options = self.target, self.options
-        self._conn = self._deadline(
-            lambda: open_connection(
-                target.url,
-                username=target.username,
-                password=target.password,
-                read_only=options.read_only,
-            ),
-            f"connecting to {target.url}",
+        what = f"connecting to {target.url}"
+
+        def guard(fn: Callable[[], Any]) -> Callable[[], Any]:
+            def guarded() -> Any:
+                with map_libvirt_errors(what, target=target.name):
+                    return fn()
+
+            return guarded
+
+        self._conn = open_with_deadline(
+            target.url,
+            username=target.username,
+            password=target.password,
+            read_only=options.read_only,
+            timeout_s=target.timeout_s,
+            target=target.name,
+            guard=guard,
             on_abandon=_close_quietly,
         )
         count = options.keepalive_count

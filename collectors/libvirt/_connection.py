@@ -8,22 +8,40 @@ Two guards, because libvirt's client calls block without a deadline of their own
 * libvirt keepalive (which needs an event loop: :func:`ensure_event_loop` registers libvirt's
   default one once per process and runs it in a daemon thread) closes a remote connection whose
   peer stopped answering, so the abandoned thread ends too.
+
+Keepalive starts only once a connection is open, and libvirt has no deadline of its own for
+opening one: against a peer that accepts and never answers, ``virConnectOpen`` blocks forever.
+When an open over a TCP transport (tcp, tls, libssh, libssh2) times out, its socket is found in
+``/proc/self`` (a socket created during the attempt, connected to the URI's host and port; opens
+to one endpoint take turns so no other attempt can own such a socket) and shut down: libvirt
+reads end-of-file, the open fails, and its thread and socket are gone. The ssh transport runs
+``ssh``, whose ``ServerAliveInterval`` ends a hung session; local sockets are not guarded.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import libvirt
 from pydantic import SecretStr
 
 from resmon.contract import TargetTimeout
 
-__all__ = ["call_with_deadline", "ensure_event_loop", "open_connection"]
+__all__ = [
+    "call_with_deadline",
+    "ensure_event_loop",
+    "open_connection",
+    "open_with_deadline",
+]
 
 T = TypeVar("T")
 
@@ -54,11 +72,13 @@ def call_with_deadline(
     what: str,
     target: str,
     on_abandon: Callable[[T], object] | None = None,
+    unblock: Callable[[], object] | None = None,
 ) -> T:
     """Run ``fn`` in a daemon thread; raise TargetTimeout when it takes over ``timeout_s``.
 
     ``on_abandon`` receives a result that arrives after the caller gave up (to close a
-    connection that opened too late).
+    connection that opened too late). ``unblock``, called when the caller gives up, makes ``fn``
+    return (it shuts down what ``fn`` waits on); the thread is then given a moment to end.
     """
     future: Future[T] = Future()
     lock = threading.Lock()
@@ -77,7 +97,8 @@ def call_with_deadline(
         if late and on_abandon is not None:
             on_abandon(result)
 
-    threading.Thread(target=run, name=f"resmon-libvirt:{target}", daemon=True).start()
+    thread = threading.Thread(target=run, name=f"resmon-libvirt:{target}", daemon=True)
+    thread.start()
     try:
         return future.result(timeout=timeout_s)
     except FutureTimeout:
@@ -86,7 +107,157 @@ def call_with_deadline(
                 abandoned = True
         if future.done():  # it finished between the timeout and the lock: use it after all
             return future.result()
+        if unblock is not None:
+            unblock()
+            thread.join(timeout=_UNBLOCKED_EXIT_S)
         raise TargetTimeout(f"{what}: no answer within {timeout_s:g}s", target=target) from None
+
+
+#: How long an unblocked open gets to fail and end its thread.
+_UNBLOCKED_EXIT_S = 2.0
+#: Transports that connect a TCP socket of the process itself, and their default ports.
+_TCP_TRANSPORTS = {"tcp": 16509, "tls": 16514, "libssh": 22, "libssh2": 22}
+_endpoint_locks: dict[tuple[str, int], threading.Lock] = {}
+_endpoint_locks_guard = threading.Lock()
+
+
+def _tcp_endpoint(uri: str) -> tuple[str, int] | None:
+    """``(host, port)`` a libvirt URI connects a TCP socket to, or None (local, ssh, test)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    _, plus, transport = parts.scheme.partition("+")
+    if not parts.hostname:
+        return None
+    transport = transport.lower() if plus else "tls"  # libvirt's default for a remote host
+    if transport not in _TCP_TRANSPORTS:
+        return None
+    return parts.hostname, port or _TCP_TRANSPORTS[transport]
+
+
+def _socket_fds() -> dict[int, int]:
+    """Socket inode → a descriptor of this process holding it."""
+    found: dict[int, int] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            found[int(link[8:-1])] = int(name)
+    return found
+
+
+def _tcp_peers() -> dict[int, tuple[str, int]]:
+    """Socket inode → (remote address, remote port) of this process's TCP sockets."""
+    peers: dict[int, tuple[str, int]] = {}
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    address, port = fields[2].split(":")
+                    # Addresses are 32-bit words in host (little-endian) order.
+                    raw = b"".join(
+                        bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)
+                    )
+                    ip = ipaddress.ip_address(raw)
+                    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                        ip = ip.ipv4_mapped
+                    peers[int(fields[9])] = (str(ip), int(port, 16))
+        except OSError:
+            continue
+    return peers
+
+
+class _OpenAttempt:
+    """What is needed to find, and shut down, the socket of one open that hangs."""
+
+    def __init__(self, endpoint: tuple[str, int]) -> None:
+        self.host, self.port = endpoint
+        self.addresses: set[str] = set()
+        self.sockets_before: set[int] = set()
+        self.abandoned = threading.Event()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Opens to one endpoint take turns, so a new socket to it belongs to this attempt."""
+        with _endpoint_locks_guard:
+            lock = _endpoint_locks.setdefault((self.host, self.port), threading.Lock())
+        with lock:
+            if self.abandoned.is_set():
+                raise TargetTimeout("gave up before connecting")
+            try:
+                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            except OSError:  # libvirt will report the name it cannot resolve
+                infos = []
+            self.addresses = {str(ipaddress.ip_address(info[4][0])) for info in infos}
+            self.sockets_before = set(_socket_fds())
+            yield
+
+    def shut_down(self) -> None:
+        self.abandoned.set()
+        peers = _tcp_peers()
+        for inode, fd in _socket_fds().items():
+            address, port = peers.get(inode, ("", 0))
+            if inode not in self.sockets_before and port == self.port and address in self.addresses:
+                _shut_down_socket(fd, inode)
+
+
+def _shut_down_socket(fd: int, inode: int) -> None:
+    """Shut down (not close: libvirt owns the descriptor) the socket ``inode`` held by ``fd``."""
+    try:
+        duplicate = os.dup(fd)
+    except OSError:  # closed meanwhile
+        return
+    if os.fstat(duplicate).st_ino != inode:  # the number was reused meanwhile
+        os.close(duplicate)
+        return
+    sock = socket.socket(fileno=duplicate)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def open_with_deadline(
+    uri: str,
+    *,
+    username: str | None,
+    password: SecretStr | None,
+    read_only: bool,
+    timeout_s: float,
+    target: str,
+    guard: Callable[[Callable[[], Any]], Callable[[], Any]],
+    on_abandon: Callable[[Any], object],
+) -> Any:
+    """Open ``uri`` within ``timeout_s``; an open that hangs is unblocked and leaves nothing.
+
+    ``guard`` wraps the opening call (error mapping); ``on_abandon`` closes a connection that
+    opened after the caller gave up.
+    """
+    endpoint = _tcp_endpoint(uri)
+    attempt = _OpenAttempt(endpoint) if endpoint is not None else None
+
+    def opening() -> Any:
+        if attempt is None:
+            return open_connection(uri, username=username, password=password, read_only=read_only)
+        with attempt.turn():
+            return open_connection(uri, username=username, password=password, read_only=read_only)
+
+    return call_with_deadline(
+        guard(opening),
+        timeout_s=timeout_s,
+        what=f"connecting to {uri}",
+        target=target,
+        on_abandon=on_abandon,
+        unblock=attempt.shut_down if attempt is not None else None,
+    )
 
 
 def open_connection(

@@ -29,7 +29,7 @@ from resmon.contract import (
 
 from ._errors import fault_message, map_vim_errors
 from ._native import PROPERTIES, Inventory, NativeObject, load_dump, to_plain
-from ._normalise import Ratios, normalise
+from ._normalise import normalise
 
 __all__ = ["VmwareCollector"]
 
@@ -58,21 +58,13 @@ class _Settings:
     password: str
     timeout_s: float
     ssl_context: ssl.SSLContext | None
-    ratios: Ratios
     page_size: int
     dump_dir: Path | None
 
 
-def _ratio(options: Mapping[str, object], name: str, default: float, target: str) -> float:
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
-        raise UnsupportedTarget(f"option {name} must be a number in (0, 1000]", target=target)
-    return float(value)
-
-
 def _settings(target: Target, logger: Logger) -> _Settings:
     name = target.name
-    known = {"cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio", "page_size"}
+    known = {"page_size"}
     unknown = sorted(set(target.options) - known)
     if unknown:
         raise UnsupportedTarget(
@@ -124,11 +116,6 @@ def _settings(target: Target, logger: Logger) -> _Settings:
         password=target.password.get_secret_value(),
         timeout_s=target.timeout_s,
         ssl_context=context,
-        ratios=Ratios(
-            cpu=_ratio(target.options, "cpu_allocation_ratio", Ratios.cpu, name),
-            ram=_ratio(target.options, "ram_allocation_ratio", Ratios.ram, name),
-            disk=_ratio(target.options, "disk_allocation_ratio", Ratios.disk, name),
-        ),
         page_size=page_size,
         dump_dir=target.dump_native_dir,
     )
@@ -153,8 +140,8 @@ def _session_lost(exc: Exception, session: _Session) -> bool:
 class VmwareCollector(Collector):
     """Reads a vCenter (datacenters, clusters, standalone hosts) or a single ESXi host.
 
-    Options: ``cpu_allocation_ratio`` (default 4.0), ``ram_allocation_ratio`` (1.0),
-    ``disk_allocation_ratio`` (1.0), ``page_size`` (objects per PropertyCollector page, 1000).
+    Options: ``page_size`` (objects per PropertyCollector page, 1000). Allocation ratios and
+    reservations are policy, applied by resmon.
     """
 
     name = "vmware"
@@ -248,7 +235,6 @@ class VmwareCollector(Collector):
             target=self.target.name,
             collector=CollectorInfo(name=self.name, version=self.version),
             collected_at=datetime.fromisoformat(inventory.collected_at or ""),
-            ratios=self.settings.ratios,
         )
 
     def _read_with_relogin(self) -> Inventory:

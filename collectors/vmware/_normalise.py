@@ -8,16 +8,25 @@ Choices a reader of the reports should know:
 - Every HostSystem is a ``compute_host``; its id is the hardware UUID (``summary.hardware.uuid``),
   or its managed-object id when the UUID is missing or shared with another host (then an
   anomaly says so).
-- A host that is not up (disconnected, notResponding, maintenance, standby) keeps its inventory
-  totals, with ``reserved = total`` so that its capacity is 0 (Placement's way of saying "exists,
-  not schedulable"), ``used = 0`` (vCenter's view of its VMs is stale), and the
-  ``COMPUTE_STATUS_DISABLED`` trait.
-- A ClusterComputeResource is a ``cluster`` provider: totals, reserved and used are the sums over
-  its hosts; ``max_unit`` is the largest single up host (a VM lands on one host).
+- Facts only: allocation ratios and operator reservations are the core's policy. A host that is
+  not up (disconnected, notResponding, maintenance, standby) keeps its inventory totals (the core
+  then sets ``reserved = total``: "exists, not schedulable") and the ``COMPUTE_STATUS_DISABLED``
+  trait. ``used`` and ``running_instances`` always agree: a host in maintenance or standby is
+  still managed, so its powered-on VMs count in both; vCenter's view of a disconnected or
+  notResponding host's VMs is stale, so both are empty.
+- A host in quarantine (``runtime.inQuarantineMode``: Proactive HA saw degraded hardware) stays
+  up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
+  naming them.
+- A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
+  used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
+  one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
-  with one host); hosts carry no DISK_GB, so disk is never counted twice.
+  with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
+  unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
+  maintenance keeps its real ``used``.
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
-  templates; observed use (``memory.used_bytes``) comes from ``summary.quickStats``.
+  templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
+  from ``summary.quickStats``.
 - Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
   with the VM hardware versions the EnvironmentBrowser says the host can run as details.
 """
@@ -27,7 +36,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import os_traits
@@ -36,6 +45,7 @@ from resmon.contract import (
     Anomaly,
     CollectorInfo,
     Cpu,
+    Health,
     HostIdentity,
     HostReport,
     HostState,
@@ -44,8 +54,10 @@ from resmon.contract import (
     InvalidNativeData,
     Inventory,
     Memory,
+    ObservedUsage,
     ProviderKind,
     RunningInstances,
+    SharedStorageUsage,
     SupportedInstance,
     units,
     vocabulary,
@@ -54,7 +66,7 @@ from resmon.contract import (
 from ._native import Inventory as NativeInventory
 from ._native import NativeObject
 
-__all__ = ["Ratios", "host_state", "normalise"]
+__all__ = ["host_state", "normalise"]
 
 #: config.product.osType → architecture. ESXi has been 64-bit only since 4.0.
 _OS_TYPE_ARCH = {"vmnix-x86": "x86_64", "vmnix-arm64": "aarch64", "vmnix-aarch64": "aarch64"}
@@ -64,17 +76,14 @@ _HOST_CONNECTION_STATES = {
     "notResponding": HostState.NOT_RESPONDING,
 }
 _DATASTORE_MAINTENANCE = {"inMaintenance", "enteringMaintenance"}
+#: ManagedEntity.overallStatus → Health.
+_HEALTH = {
+    "green": Health.OK, "yellow": Health.WARNING, "red": Health.CRITICAL, "gray": Health.UNKNOWN,
+}  # fmt: skip
+#: Host states in which vCenter still manages the host, so its view of the host's VMs is current.
+_MANAGED_STATES = {HostState.UP, HostState.MAINTENANCE, HostState.STANDBY}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
-
-
-@dataclass(frozen=True)
-class Ratios:
-    """Allocation ratios written into the inventories (operator policy, not hypervisor data)."""
-
-    cpu: float = 4.0
-    ram: float = 1.0
-    disk: float = 1.0
 
 
 class _Props:
@@ -149,6 +158,64 @@ def host_state(props: _Props) -> HostState:
     if connection is None or power not in (None, "poweredOn"):
         return HostState.UNKNOWN
     return HostState.UP
+
+
+def _cpuid_features(props: _Props, path: str) -> list[str]:
+    return [
+        str(f.get("key", "")).removeprefix("cpuid.")
+        for f in props.dicts(path)
+        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
+    ]
+
+
+def _reservation(node: Mapping[str, Any], allocation: str, where: str) -> int:
+    config = node.get("config") or {}
+    value = (
+        (config.get(allocation) or {}).get("reservation", 0) if isinstance(config, Mapping) else 0
+    )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidNativeData(
+            f"{where}: {allocation}.reservation = {value!r:.40} is not an integer"
+        )
+    return value
+
+
+def system_reservations(props: _Props) -> tuple[int, int]:
+    """(MHz, MB) the ESXi host reserves for itself: its system resource pools.
+
+    ``config.systemResources`` is the tree of the host's own resource pools under ``host``:
+    ``host/system`` (the VMkernel), ``host/vim`` (hostd, vpxa), ``host/iofilters``, ``host/opt``
+    … and ``host/user``, where the VMs run. What the first level reserves, ``host/user`` left
+    out, is held by the hypervisor.
+    """
+    root = props.obj.props.get("config.systemResources")
+    if root is None:
+        return 0, 0
+    where = f"{props.obj.type} {props.obj.moref}: config.systemResources"
+    if not isinstance(root, Mapping) or not isinstance(root.get("child", []), list):
+        raise InvalidNativeData(f"{where} is not a resource tree")
+    mhz = mb = 0
+    for child in root.get("child", []):
+        if not isinstance(child, Mapping):
+            raise InvalidNativeData(f"{where}: a child is not an object")
+        if child.get("key") == "host/user":
+            continue
+        mhz += _reservation(child, "cpuAllocation", where)
+        mb += _reservation(child, "memoryAllocation", where)
+    return mhz, mb
+
+
+def _timestamp(props: _Props, path: str) -> datetime | None:
+    text = props.text(path)
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidNativeData(
+            f"{props.obj.type} {props.obj.moref}: {path} = {text!r:.40}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -256,7 +323,6 @@ def _host_report(
     parent_id: str | None,
     allocations: _Allocations,
     instance_details: dict[str, str],
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
     anomalies: list[Anomaly],
@@ -264,6 +330,18 @@ def _host_report(
     props = _Props(host)
     state = host_state(props)
     up = state is HostState.UP
+    if state not in _MANAGED_STATES:
+        allocations = _Allocations([])  # vCenter's view of this host's VMs is stale
+    if props.flag("runtime.inQuarantineMode"):
+        anomalies.append(
+            _anomaly(
+                "vmware.host_quarantine",
+                "state",
+                "host in quarantine mode: Proactive HA reports degraded hardware; DRS moves "
+                "VMs off it and places new ones elsewhere when it can",
+                props.text("name"),
+            )
+        )
     if state is HostState.UNKNOWN:
         anomalies.append(
             _anomaly(
@@ -286,18 +364,22 @@ def _host_report(
     packages = props.integer("summary.hardware.numCpuPkgs")
     cores = props.integer("summary.hardware.numCpuCores")
     threads = props.integer("summary.hardware.numCpuThreads")
-    features = [
-        str(f.get("key", "")).removeprefix("cpuid.")
-        for f in props.dicts("config.featureCapability")
-        if str(f.get("key", "")).startswith("cpuid.") and f.get("value") == "1"
-    ]
+    features = _cpuid_features(props, "config.featureCapability")
+    # What VMs see: the features left after the cluster's EVC mask (the same list without EVC).
+    masked = _cpuid_features(props, "config.maskedFeatureCapability")
+    if not props.items("config.maskedFeatureCapability"):
+        masked = list(features)
     vendor = None
     for f in props.dicts("config.featureCapability"):
         if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
             vendor = _CPU_VENDORS[str(f.get("key"))]
     if threads and cores and threads > cores:
         features.append("ht")
-    cpu_traits, _unmapped = vocabulary.cpu_feature_traits(features, arch)
+        masked.append("ht")
+    # ESXi lists no cpuid key for what every x86-64 CPU has (MMX, SSE and SSE2 are in the AMD64
+    # baseline); the other drivers report them, so the same host gets the same traits.
+    baseline = ["mmx", "sse", "sse2"] if arch == "x86_64" else []
+    cpu_traits, _unmapped = vocabulary.cpu_feature_traits([*masked, *baseline], arch)
     cpu = Cpu(
         arch=arch,
         vendor=vendor,
@@ -306,7 +388,8 @@ def _host_report(
         cores_per_socket=cores // packages if cores and packages else None,
         threads_per_core=threads // cores if threads and cores else None,
         total_cpus=threads,
-        online_cpus=threads if up else None,
+        # A host in maintenance mode is connected and powered on: its CPUs are online.
+        online_cpus=threads if state in (HostState.UP, HostState.MAINTENANCE) else None,
         cpu_mhz=props.integer("summary.hardware.cpuMhz"),
         features=sorted(set(features)),
         traits=cpu_traits,
@@ -314,6 +397,7 @@ def _host_report(
 
     memory_bytes = props.integer("summary.hardware.memorySize", limit=units.MAX_BYTES)
     memory = None
+    used = None
     if memory_bytes is not None:
         used_mib = props.integer("summary.quickStats.overallMemoryUsage") if up else None
         used = units.mib_to_bytes(used_mib) if used_mib is not None else None
@@ -322,17 +406,24 @@ def _host_report(
             used_bytes=used,
             free_bytes=max(memory_bytes - used, 0) if used is not None else None,
         )
+    cpu_used_mhz = props.integer("summary.quickStats.overallCpuUsage") if up else None
+    observed = None
+    if cpu_used_mhz is not None or used is not None:
+        observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
+    held_mhz, held_mb = system_reservations(props)
+    cpu_mhz = props.integer("summary.hardware.cpuMhz")
     inventories = []
     if threads:
+        # ESXi reserves CPU in MHz; in logical CPUs that is MHz / (MHz of one), rounded up.
+        held_cpus = -(-held_mhz // cpu_mhz) if cpu_mhz else 0
         inventories.append(
             Inventory(
                 resource_class="VCPU",
                 total=threads,
-                reserved=0 if up else threads,
+                hypervisor_reserved=min(held_cpus, threads),
                 max_unit=threads,
-                allocation_ratio=ratios.cpu,
-                used=allocations.vcpus if up else 0,
+                used=allocations.vcpus,
             )
         )
     if memory_bytes:
@@ -341,10 +432,9 @@ def _host_report(
             Inventory(
                 resource_class="MEMORY_MB",
                 total=memory_mib,
-                reserved=0 if up else memory_mib,
+                hypervisor_reserved=min(held_mb, memory_mib),
                 max_unit=max(memory_mib, 1),
-                allocation_ratio=ratios.ram,
-                used=allocations.memory_mib if up else 0,
+                used=allocations.memory_mib,
             )
         )
 
@@ -376,6 +466,9 @@ def _host_report(
             SupportedInstance(arch=arch, hv_type="vmware", vm_mode="hvm", details=instance_details)
         ],
         running_instances=RunningInstances.from_instances(allocations.instances),
+        observed=observed,
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
+        boot_time=_timestamp(props, "runtime.bootTime"),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -383,9 +476,7 @@ def _host_report(
     return _HostResult(report, up)
 
 
-def _sum_inventory(
-    resource_class: str, members: list[_HostResult], ratio: float
-) -> Inventory | None:
+def _sum_inventory(resource_class: str, members: list[_HostResult]) -> Inventory | None:
     found = [(m, m.report.inventory(resource_class)) for m in members]
     invs = [(m, inv) for m, inv in found if inv is not None]
     if not invs:
@@ -394,9 +485,8 @@ def _sum_inventory(
     return Inventory(
         resource_class=resource_class,
         total=sum(inv.total for _, inv in invs),
-        reserved=sum(inv.reserved for _, inv in invs),
+        hypervisor_reserved=sum(inv.hypervisor_reserved for _, inv in invs),
         max_unit=max(largest_up, 1),
-        allocation_ratio=ratio,
         used=sum(inv.used for _, inv in invs),
     )
 
@@ -408,20 +498,52 @@ def _cluster_state(members: list[_HostResult]) -> HostState:
     return states.pop() if len(states) == 1 else HostState.UNKNOWN
 
 
+def _cluster_cpu_traits(
+    cluster: _Props, members: list[_HostResult]
+) -> tuple[list[str], list[Anomaly]]:
+    """CPU traits a VM gets on whichever host of the cluster it lands: those every member
+    offers (under EVC, each host's features are already masked to the cluster's EVC mode), plus
+    ``CUSTOM_VMWARE_EVC_<MODE>``. Members of different CPU vendors without EVC cannot pass VMs
+    to one another with vMotion: an anomaly says so."""
+    cpus = [m.report.cpu for m in members if m.report.cpu is not None]
+    anomalies: list[Anomaly] = []
+    evc = cluster.text("summary.currentEVCModeKey")
+    traits: list[str] = []
+    if cpus:
+        common = set.intersection(*(set(c.traits) for c in cpus))
+        arches = {c.arch for c in cpus}
+        arch_trait = vocabulary.arch_trait(arches.pop()) if len(arches) == 1 else None
+        traits = sorted(common | ({arch_trait} if arch_trait else set()))
+    if evc:
+        traits.append(
+            "CUSTOM_VMWARE_EVC_" + "".join(c if c.isalnum() else "_" for c in evc.upper())
+        )
+    vendors = {c.vendor for c in cpus if c.vendor}
+    if len(vendors) > 1 and not evc:
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_mixed_cpu_vendors",
+                "traits",
+                "hosts of different CPU vendors and no EVC mode: vMotion between them fails",
+                ",".join(sorted(vendors)),
+            )
+        )
+    return traits, anomalies
+
+
 def _cluster_report(
     cluster: NativeObject,
     members: list[_HostResult],
     *,
     target: str,
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
     inventories = [
         inv
         for inv in (
-            _sum_inventory("VCPU", members, ratios.cpu),
-            _sum_inventory("MEMORY_MB", members, ratios.ram),
+            _sum_inventory("VCPU", members),
+            _sum_inventory("MEMORY_MB", members),
         )
         if inv is not None
     ]
@@ -432,6 +554,34 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
+    anomalies = []
+    if state is not HostState.UP:
+        why = ", ".join(
+            sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)
+        )
+        anomalies.append(
+            _anomaly(
+                "vmware.cluster_down",
+                "state",
+                f"no host of the cluster can run VMs: {why}",
+                state.value,
+            )
+        )
+    observed_cpu = [
+        m.report.observed.cpu_used_mhz
+        for m in members
+        if m.report.observed is not None and m.report.observed.cpu_used_mhz is not None
+    ]
+    observed = None
+    if observed_cpu or used:
+        observed = ObservedUsage(
+            cpu_used_mhz=sum(observed_cpu) if observed_cpu else None,
+            memory_used_bytes=sum(used) if used else None,
+        )
+    traits, cpu_anomalies = _cluster_cpu_traits(_Props(cluster), members)
+    anomalies += cpu_anomalies
+    if state is not HostState.UP:
+        traits.append(os_traits.COMPUTE_STATUS_DISABLED)
     return HostReport(
         provider_kind=ProviderKind.CLUSTER,
         identity=HostIdentity(
@@ -440,10 +590,21 @@ def _cluster_report(
         state=state,
         memory=memory,
         inventories=inventories,
-        traits=[] if state is HostState.UP else [os_traits.COMPUTE_STATUS_DISABLED],
+        traits=traits,
+        observed=observed,
         collected_at=collected_at,
         collector=collector,
+        anomalies=anomalies,
     )
+
+
+def _thin_provisioning(props: _Props, capacity: int, free: int) -> SharedStorageUsage | None:
+    """``summary.uncommitted``: what thin disks may still grow by; provisioned = used + it."""
+    uncommitted = props.integer("summary.uncommitted", limit=units.MAX_BYTES)
+    if uncommitted is None:
+        return None
+    provisioned = min(max(capacity - free, 0) + uncommitted, units.MAX_BYTES)
+    return SharedStorageUsage(provisioned_bytes=provisioned, uncommitted_bytes=uncommitted)
 
 
 def _datastore_report(
@@ -452,7 +613,6 @@ def _datastore_report(
     listed_by: set[str],
     *,
     target: str,
-    ratios: Ratios,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
@@ -482,7 +642,8 @@ def _datastore_report(
         info = mount.get("mountInfo") or {}
         if not isinstance(info, Mapping):
             raise InvalidNativeData(f"Datastore {datastore.moref}: host mountInfo is not an object")
-        if info.get("mounted", True) is False:
+        if info.get("mounted", True) is False or info.get("accessible", True) is False:
+            # Unmounted, or all paths down: the host cannot use it now.
             mounted.discard(str(mount.get("key")))
         else:
             mounted.add(str(mount.get("key")))
@@ -504,14 +665,15 @@ def _datastore_report(
             Inventory(
                 resource_class="DISK_GB",
                 total=total_gib,
-                reserved=0 if state is HostState.UP else total_gib,
                 max_unit=max(total_gib, 1),
-                allocation_ratio=ratios.disk,
-                used=used_gib if state is HostState.UP else 0,
+                # Inaccessible: capacity and free are stale. In maintenance: still true.
+                used=0 if state is HostState.DISCONNECTED else used_gib,
             )
         ],
         traits=traits,
         shared_with=sorted(set(sharers)),
+        storage=_thin_provisioning(props, capacity, free),
+        health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -524,7 +686,6 @@ def normalise(
     target: str,
     collector: CollectorInfo,
     collected_at: datetime,
-    ratios: Ratios = Ratios(),
 ) -> list[HostReport]:
     """Reports for every host, cluster and datastore in ``inventory``."""
     hosts = inventory.of_type("HostSystem")
@@ -560,7 +721,6 @@ def normalise(
             parent_id=parent if parent in clusters else None,
             allocations=allocations.get(host.moref, _Allocations([])),
             instance_details=details.get(host.moref, {}),
-            ratios=ratios,
             collected_at=collected_at,
             collector=collector,
             anomalies=anomalies,
@@ -574,7 +734,6 @@ def normalise(
                 cluster,
                 members,
                 target=target,
-                ratios=ratios,
                 collected_at=collected_at,
                 collector=collector,
             )
@@ -590,7 +749,6 @@ def normalise(
                 host_ids,
                 listed_by[datastore.moref],
                 target=target,
-                ratios=ratios,
                 collected_at=collected_at,
                 collector=collector,
             )

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: The contract version this package defines. Additive change = minor; anything else = major.
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 ENTRY_POINT_GROUP = "resmon.collectors"
 
 

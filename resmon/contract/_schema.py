@@ -4,6 +4,12 @@ Units are in the field names; all capacities are integers in base units (bytes, 
 Placement's inventory record is kept as is (``MEMORY_MB`` counts MiB, ``DISK_GB`` GiB), because
 schedulers compare against Placement semantics; ``Inventory.capacity`` is the one place where
 capacity after the allocation ratio is computed.
+
+Facts versus policy (schema 1.1): a collector reports facts only — totals, what the hypervisor
+itself holds back (``Inventory.hypervisor_reserved``), what running instances are allocated
+(``Inventory.used``, Placement's meaning) and, separately, what is observed in use
+(:class:`ObservedUsage`). The core applies the operator's policy (allocation ratios, operator
+reservations) to every report after ``collect()``.
 """
 
 from __future__ import annotations
@@ -30,21 +36,26 @@ __all__ = [
     "Cpu",
     "HostIdentity",
     "HostReport",
+    "Health",
     "HostState",
     "HugePages",
     "Hypervisor",
     "InstanceAllocation",
+    "InstanceStates",
     "Inventory",
+    "Location",
     "Memory",
     "NumaCell",
+    "ObservedUsage",
     "ProviderKind",
     "RunningInstances",
+    "SharedStorageUsage",
     "SupportedInstance",
     "parse_version",
 ]
 
 #: Version of this schema; additive change bumps the minor, anything else the major.
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
 
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
@@ -77,6 +88,16 @@ class HostState(StrEnum):
     DISCONNECTED = "disconnected"
     NOT_RESPONDING = "not_responding"
     STANDBY = "standby"
+    UNKNOWN = "unknown"
+
+
+class Health(StrEnum):
+    """Overall health as the hypervisor itself rates the provider (vSphere ``overallStatus``:
+    green → ok, yellow → warning, red → critical, gray → unknown)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
     UNKNOWN = "unknown"
 
 
@@ -145,7 +166,8 @@ class Cpu(_Model):
 
 
 class Memory(_Model):
-    """Host memory in bytes; ``free_bytes``/``used_bytes`` are observed, not allocated."""
+    """Host memory in bytes; ``free_bytes``/``used_bytes`` are observed, not allocated (what
+    instances are allocated is ``Inventory.used`` of ``MEMORY_MB``)."""
 
     total_bytes: Bytes
     free_bytes: Bytes | None = None
@@ -171,11 +193,24 @@ class NumaCell(_Model):
 
 
 class Inventory(_Model):
-    """Placement's inventory record for one resource class, plus observed ``used``."""
+    """Placement's inventory record for one resource class, plus ``used``.
+
+    ``used`` is what running instances are allocated (Placement's meaning: the sum of their
+    flavours), not what is observed in use (see :class:`ObservedUsage`).
+
+    ``reserved`` is the final figure Placement gets. Its visible parts (schema 1.1):
+    ``hypervisor_reserved`` is what the hypervisor itself holds back (ESXi system resource pools,
+    Hyper-V's root reserve), a fact the collector reports; ``operator_reserved`` is the
+    operator's policy (``reserved_host_*``), filled by the core. The core sets
+    ``reserved = hypervisor_reserved + operator_reserved`` (at most ``total``), or ``total`` for
+    a provider that is not up. ``allocation_ratio`` is policy too: the core writes it.
+    """
 
     resource_class: Annotated[str, Field(min_length=1, max_length=255)]
     total: PlacementInt
     reserved: PlacementInt = 0
+    hypervisor_reserved: PlacementInt = 0
+    operator_reserved: PlacementInt = 0
     min_unit: Annotated[int, Field(ge=1, le=PLACEMENT_MAX_INT)] = 1
     max_unit: Annotated[int, Field(ge=1, le=PLACEMENT_MAX_INT)] = PLACEMENT_MAX_INT
     step_size: Annotated[int, Field(ge=1, le=PLACEMENT_MAX_INT)] = 1
@@ -244,6 +279,45 @@ class RunningInstances(_Model):
         )
 
 
+class InstanceStates(_Model):
+    """How many instances the provider holds per power state (every instance, not only those
+    in ``running_instances``). ``other`` counts states outside this list (e.g. migrating)."""
+
+    running: Count = 0
+    paused: Count = 0
+    suspended: Count = 0
+    stopped: Count = 0
+    other: Count = 0
+
+
+class ObservedUsage(_Model):
+    """What the hypervisor observes in use at collection time (not allocations).
+
+    ``cpu_used_mhz``: CPU demand actually served (vSphere ``quickStats.overallCpuUsage``; libvirt
+    from node CPU time between two samples). ``memory_used_bytes``: memory in use (vSphere
+    ``quickStats.overallMemoryUsage``; libvirt/Windows total − free); the same figure as
+    ``Memory.used_bytes``, which schema 1.0 already carried.
+    """
+
+    cpu_used_mhz: Count | None = None
+    memory_used_bytes: Bytes | None = None
+
+
+class Location(_Model):
+    """Where the provider sits, by the names operators know (not managed-object ids)."""
+
+    datacenter: Annotated[str | None, Field(max_length=255)] = None
+    cluster: Annotated[str | None, Field(max_length=255)] = None
+
+
+class SharedStorageUsage(_Model):
+    """Thin-provisioning facts of a shared-storage provider: ``provisioned_bytes`` is what its
+    disks may grow to in all (used + ``uncommitted_bytes``), which may exceed capacity."""
+
+    provisioned_bytes: Bytes | None = None
+    uncommitted_bytes: Bytes | None = None
+
+
 class CollectorInfo(_Model):
     name: Name
     version: Annotated[str, Field(min_length=1, max_length=64)]
@@ -253,14 +327,16 @@ class HostReport(_Model):
     """One provider as seen at ``collected_at``: a compute host, a cluster or shared storage.
 
     ``parent_id`` links a host to its cluster (same target); ``shared_with`` lists the host ids
-    that use a shared-storage provider.
+    that use a shared-storage provider. Schema 1.1 adds optional facts: ``boot_time``,
+    ``health``, ``location``, ``instance_states``, ``observed`` and ``storage``; a 1.0 report
+    (without them) is still accepted.
     """
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"$id": f"resmon:host-report:{SCHEMA_VERSION}"}
     )
 
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1"] = SCHEMA_VERSION
     provider_kind: ProviderKind = ProviderKind.COMPUTE_HOST
     identity: HostIdentity
     parent_id: Annotated[str | None, Field(max_length=255)] = None
@@ -274,6 +350,12 @@ class HostReport(_Model):
     supported_instances: list[SupportedInstance] = Field(default_factory=list)
     running_instances: RunningInstances = Field(default_factory=RunningInstances)
     shared_with: list[Annotated[str, Field(max_length=255)]] = Field(default_factory=list)
+    boot_time: AwareDatetime | None = None
+    health: Health | None = None
+    location: Location | None = None
+    instance_states: InstanceStates | None = None
+    observed: ObservedUsage | None = None
+    storage: SharedStorageUsage | None = None
     collected_at: AwareDatetime
     collector: CollectorInfo
     anomalies: list[Anomaly] = Field(default_factory=list)

@@ -208,6 +208,33 @@ CPU_FEATURE_TRAITS: dict[str, str] = {
     "sha512": os_traits.HW_CPU_AARCH64_SHA512,
     "sve": os_traits.HW_CPU_AARCH64_SVE,
     "cpuid": os_traits.HW_CPU_AARCH64_CPUID,
+    # Windows: IsProcessorFeaturePresent's PF_* names (processthreadsapi.h; learn.microsoft.com
+    # "IsProcessorFeaturePresent function"). PF_NX_ENABLED, PF_SECOND_LEVEL_ADDRESS_TRANSLATION,
+    # PF_VIRT_FIRMWARE_ENABLED, PF_RDRAND_INSTRUCTION_AVAILABLE, ... have no os-trait and stay raw.
+    "pf_mmx_instructions_available": os_traits.HW_CPU_X86_MMX,
+    "pf_xmmi_instructions_available": os_traits.HW_CPU_X86_SSE,
+    "pf_xmmi64_instructions_available": os_traits.HW_CPU_X86_SSE2,
+    "pf_3dnow_instructions_available": os_traits.HW_CPU_X86_3DNOW,
+    "pf_sse3_instructions_available": os_traits.HW_CPU_X86_SSE3,
+    "pf_ssse3_instructions_available": os_traits.HW_CPU_X86_SSSE3,
+    "pf_sse4_1_instructions_available": os_traits.HW_CPU_X86_SSE41,
+    "pf_sse4_2_instructions_available": os_traits.HW_CPU_X86_SSE42,
+    "pf_avx_instructions_available": os_traits.HW_CPU_X86_AVX,
+    "pf_avx2_instructions_available": os_traits.HW_CPU_X86_AVX2,
+    "pf_avx512f_instructions_available": os_traits.HW_CPU_X86_AVX512F,
+    "pf_arm_neon_instructions_available": os_traits.HW_CPU_AARCH64_ASIMD,
+    "pf_arm_v8_crc32_instructions_available": os_traits.HW_CPU_AARCH64_CRC32,
+    "pf_arm_v81_atomic_instructions_available": os_traits.HW_CPU_AARCH64_ATOMICS,
+    "pf_arm_v82_dp_instructions_available": os_traits.HW_CPU_AARCH64_ASIMDDP,
+    "pf_arm_v83_jscvt_instructions_available": os_traits.HW_CPU_AARCH64_JSCVT,
+    "pf_arm_v83_lrcpc_instructions_available": os_traits.HW_CPU_AARCH64_LRCPC,
+    "pf_arm_sve_instructions_available": os_traits.HW_CPU_AARCH64_SVE,
+}
+
+#: Feature names that stand for several of the names above: Windows reports the Armv8 crypto
+#: extension (AES, PMULL, SHA1, SHA2) as one flag.
+_FEATURE_BUNDLES: dict[str, tuple[str, ...]] = {
+    "pf_arm_v8_crypto_instructions_available": ("aes", "pmull", "sha1", "sha2"),
 }
 
 # Names that mean different things per architecture ("aes" on aarch64 is not AES-NI).
@@ -216,6 +243,8 @@ _AARCH64_ONLY = frozenset(
     {"fp", "asimd", "evtstrm", "pmull", "sha1", "sha2", "crc32", "fphp", "asimdhp", "asimdrdm",
      "atomics", "jscvt", "fcma", "lrcpc", "dcpop", "sha3", "sm3", "sm4", "asimddp", "sha512",
      "sve", "cpuid"}
+    | {name for name in CPU_FEATURE_TRAITS if name.startswith("pf_arm_")}
+    | set(_FEATURE_BUNDLES)
 )  # fmt: skip
 
 _KNOWN_TRAITS: frozenset[str] = frozenset(os_traits.get_traits())
@@ -277,6 +306,11 @@ def cpu_feature_traits(features: Iterable[str], arch: str) -> tuple[list[str], l
     is_arm = arch == "aarch64"
     for feature in features:
         name = _clean(feature)
+        if is_arm and name in _FEATURE_BUNDLES:
+            traits.update(
+                _AARCH64_OVERRIDES.get(n) or CPU_FEATURE_TRAITS[n] for n in _FEATURE_BUNDLES[name]
+            )
+            continue
         trait: str | None
         if is_arm:
             trait = _AARCH64_OVERRIDES.get(name) or CPU_FEATURE_TRAITS.get(name)

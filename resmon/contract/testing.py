@@ -1,15 +1,23 @@
-"""The contract kit: a reusable test suite every collector must pass, and a fake collector.
+"""The contract kit: the test suites every collector must pass, and a fake collector.
 
-Use it from a collector's tests::
+It is also a pytest plugin (entry point ``pytest11``: installing resmon is enough), which gives
+any test the fixtures ``golden_host`` and ``equivalence_check`` and has pytest show the kit's
+failed assertions in detail. Use it from a collector's tests, in tree or in its own repository::
 
-    class TestLibvirtContract(CollectorContractSuite):
-        collector_cls = LibvirtCollector
+    class TestMyContract(CollectorContractSuite):
+        collector_cls = MyCollector
 
         def make_target(self) -> Target: ...              # a reachable target
         def make_unreachable_target(self) -> Target: ...  # nothing listens there
 
-pytest collects the ``test_*`` methods below for each subclass. Out-of-tree collectors use the
-same kit.
+    class TestMyEquivalence(EquivalenceSuite):
+        collector_cls = MyCollector
+        declared_differences = DIFFERENCES  # a Markdown table, see parse_declared_differences
+
+        def golden_reports(self, variant, directory):
+            ...  # describe GOLDEN_HOST natively under directory, return the collector's reports
+
+pytest collects the ``test_*`` methods below for each subclass.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import pytest
+
 from ._collector import CONTRACT_VERSION, ENTRY_POINT_GROUP, Capability, Collector, Target
 from ._errors import (
     CollectorError,
@@ -29,6 +39,20 @@ from ._errors import (
     TargetTimeout,
     TargetUnreachable,
     UnsupportedTarget,
+)
+from ._golden import (
+    DEFAULT_POLICY,
+    GOLDEN_HOST,
+    NOT_EXPRESSIBLE,
+    VARIANTS,
+    DeclaredDifference,
+    GoldenGuest,
+    GoldenHost,
+    Variant,
+    equivalence_problems,
+    golden_view,
+    parse_declared_differences,
+    report_view,
 )
 from ._schema import (
     CollectorInfo,
@@ -42,7 +66,26 @@ from ._schema import (
     SupportedInstance,
 )
 
-__all__ = ["CollectorContractSuite", "FakeCollector", "fake_report"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "GOLDEN_HOST",
+    "NOT_EXPRESSIBLE",
+    "VARIANTS",
+    "CollectorContractSuite",
+    "DeclaredDifference",
+    "EquivalenceSuite",
+    "FakeCollector",
+    "GoldenGuest",
+    "GoldenHost",
+    "Variant",
+    "equivalence_check",
+    "equivalence_problems",
+    "fake_report",
+    "golden_host",
+    "golden_view",
+    "parse_declared_differences",
+    "report_view",
+]
 
 _LOGGER = logging.getLogger("resmon.contract.testing")
 
@@ -158,6 +201,88 @@ class CollectorContractSuite:
             assert "no_such_option_resmon" in str(exc)
         else:
             raise AssertionError("an unknown option must raise UnsupportedTarget naming it")
+
+
+class EquivalenceSuite:
+    """The golden host through one collector must read as :data:`GOLDEN_HOST` does.
+
+    Subclasses set ``collector_cls`` and ``declared_differences`` (Markdown holding the table of
+    differences that must exist, see :func:`parse_declared_differences`) and implement
+    :meth:`golden_reports`. Override :meth:`apply_policy` to also compare the figures after the
+    core's policy (resmon's own suite does).
+    """
+
+    collector_cls: ClassVar[type[Collector]]
+    declared_differences: ClassVar[str] = ""
+
+    def golden_reports(self, variant: Variant, directory: Path) -> list[HostReport] | None:
+        """Write the golden host in ``variant`` natively under ``directory``, run the collector
+        on it, and return its reports; None when the hypervisor cannot be in that state."""
+        raise NotImplementedError
+
+    def apply_policy(self, reports: list[HostReport]) -> list[HostReport] | None:
+        """The reports after the core's default policy, or None to compare facts only."""
+        return None
+
+    def collect(self, target: Target) -> list[HostReport]:
+        """Run the collector once on ``target`` (a helper for :meth:`golden_reports`)."""
+        collector = self.collector_cls.from_target(target, logger=_LOGGER)
+        try:
+            return collector.collect()
+        finally:
+            collector.close()
+
+    @pytest.mark.parametrize("variant", VARIANTS)
+    def test_reads_as_the_golden_host(self, variant: Variant, tmp_path: Path) -> None:
+        declared = parse_declared_differences(self.declared_differences)
+        reports = self.golden_reports(variant, tmp_path)
+        view = None
+        after_policy = False
+        if reports is not None:
+            hosts = [r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST]
+            assert len(hosts) == 1, f"the golden host gives one compute host, not {len(hosts)}"
+            settled = self.apply_policy(reports)
+            after_policy = settled is not None
+            if settled is not None:
+                hosts = [r for r in settled if r.key == hosts[0].key]
+            view = report_view(hosts[0], after_policy=after_policy)
+        problems = equivalence_problems(
+            view,
+            collector=self.collector_cls.name,
+            variant=variant,
+            declared=declared,
+            after_policy=after_policy,
+        )
+        assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def golden_host() -> GoldenHost:
+    """The golden host's facts, to describe it in a collector's native format."""
+    return GOLDEN_HOST
+
+
+@pytest.fixture
+def equivalence_check() -> Any:
+    """``equivalence_check(report, collector=, variant=, declared=)`` fails the test on any
+    undeclared difference between ``report`` and the golden host."""
+
+    def check(
+        report: HostReport | None,
+        *,
+        collector: str,
+        variant: Variant,
+        declared: str | list[DeclaredDifference] = "",
+        after_policy: bool = False,
+    ) -> None:
+        rows = parse_declared_differences(declared) if isinstance(declared, str) else declared
+        view = None if report is None else report_view(report, after_policy=after_policy)
+        problems = equivalence_problems(
+            view, collector=collector, variant=variant, declared=rows, after_policy=after_policy
+        )
+        assert not problems, "\n".join(problems)
+
+    return check
 
 
 def fake_report(

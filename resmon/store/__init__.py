@@ -3,6 +3,29 @@
 from __future__ import annotations
 
 from . import models
-from ._store import DEFAULT_URL, Store, StoreError, TargetSpec, alembic_directory
+from ._store import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    Store,
+    StoreError,
+    StoreHealth,
+    TargetSpec,
+    alembic_directory,
+    migration_head,
+    redact_url,
+)
+from ._writer import StoreWriter
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "TargetSpec", "alembic_directory", "models"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_URL",
+    "Store",
+    "StoreError",
+    "StoreHealth",
+    "StoreWriter",
+    "TargetSpec",
+    "alembic_directory",
+    "migration_head",
+    "models",
+    "redact_url",
+]

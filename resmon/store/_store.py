@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import sys
+import math
+import os
+import socket
+import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,10 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
@@ -22,13 +37,28 @@ from resmon.runner import CollectionOutcome
 
 from . import models
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "TargetSpec", "alembic_directory"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_URL",
+    "Store",
+    "StoreError",
+    "StoreHealth",
+    "TargetSpec",
+    "alembic_directory",
+    "migration_head",
+    "redact_url",
+]
 
 log = logging.getLogger("resmon.store")
 
 DEFAULT_URL = "sqlite:///resmon.db"
+#: Bound of every database call (connect, pool checkout, statement, one whole operation).
+DEFAULT_TIMEOUT_S = 10.0
 #: Inventory fields whose change goes into the change log.
 _LOGGED_FIELDS = ("total", "reserved", "allocation_ratio")
+#: PostgreSQL advisory lock key held while migrating ("resmon" + 1): one process migrates,
+#: the others wait for it and then find the schema current.
+MIGRATION_LOCK_KEY = 0x7265736D6F6E0001
 
 
 class StoreError(Exception):
@@ -46,48 +76,254 @@ class TargetSpec:
 
 
 def alembic_directory() -> Path:
-    """The migrations: in the source tree next to the packages, or installed under share/."""
-    here = Path(__file__).resolve().parents[2] / "alembic"
-    if (here / "env.py").is_file():
-        return here
-    installed = Path(sys.prefix) / "share" / "resmon" / "alembic"
-    if (installed / "env.py").is_file():
-        return installed
-    raise StoreError(f"alembic migrations not found (looked in {here} and {installed})")
+    """The migrations: inside the installed package (a wheel carries them as package data), or
+    at the top of the source tree for a checkout or an editable install."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    source_tree = Path(__file__).resolve().parents[2] / "alembic"
+    if (source_tree / "env.py").is_file():
+        return source_tree
+    raise StoreError(f"alembic migrations not found (looked in {packaged} and {source_tree})")
+
+
+def migration_head() -> str:
+    """The newest migration's revision: the database schema this resmon writes."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(alembic_directory())).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration found in {alembic_directory()}")
+    return head
+
+
+def redact_url(url: str | URL) -> str:
+    """The database URL with its password hidden, fit for logs and error messages."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except ArgumentError:
+        return "<unparsable database URL>"
+    return parsed.render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # The busy timeout first: switching to WAL needs a lock another process may hold.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 
-def create_store_engine(url: str) -> Engine:
+def sqlite_file(engine: Engine) -> Path | None:
+    """The database file of a SQLite engine (None for other databases and in-memory ones)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def create_store_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
+    """An engine whose connects, pool checkouts and statements are bounded by ``timeout_s``."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(f"database URL {url!r} is not valid: {exc}") from exc
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    except ArgumentError:
+        raise StoreError(
+            "database_url is not valid: expected DIALECT[+DRIVER]://..., e.g. "
+            "sqlite:///var/lib/resmon/resmon.db or postgresql+psycopg://resmon@db-host/resmon"
+        ) from None
+    shown = repr(redact_url(parsed))
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, connect_args={"timeout": timeout_s})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+            # libpq counts whole seconds (at least 2); the server ends any statement that runs
+            # longer than the bound, so a lock wait or a runaway query cannot hold a writer.
+            connect_args["connect_timeout"] = max(2, math.ceil(timeout_s))
+            connect_args["options"] = f"-c statement_timeout={int(timeout_s * 1000)}"
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_timeout=timeout_s, connect_args=connect_args
+        )
+    except (ArgumentError, ImportError) as exc:  # unknown scheme or driver not installed
+        raise StoreError(f"database_url {shown}: cannot be used: {exc}") from None
+    except OSError as exc:
+        raise StoreError(
+            f"database_url {shown}: cannot create the database's directory: {exc.strerror}"
+        ) from None
+
+
+def _is_outage(exc: SQLAlchemyError) -> bool:
+    """The database (or the way to it) failed, as opposed to refusing this one write."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """Whether the database answered the last operation, and the last failure seen."""
+
+    up: bool
+    last_error: str | None
+    last_error_at: datetime | None
+    #: time.monotonic() of the last failure (for how recent it is)
+    last_error_monotonic: float | None
+
+
+class _Guard:
+    """Bounds every store operation, whatever the database does.
+
+    The engine's timeouts cover connects and statements a server answers; a server that accepts
+    and then never answers (or a network that drops everything) would still hold the calling
+    thread for good. A watchdog thread shuts the sockets of every open connection down when an
+    operation outlives the bound, so the blocked call fails at once and its transaction is rolled
+    back by the server; the pool replaces the connections afterwards.
+    """
+
+    def __init__(self, engine: Engine, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._operations: dict[int, float] = {}  # id of the operation -> monotonic start
+        self._next_id = 0
+        self._connections: weakref.WeakSet[ConnectionPoolEntry] = weakref.WeakSet()
+        self._health = StoreHealth(True, None, None, None)
+        self._watchdog: threading.Thread | None = None
+        self._closed = threading.Event()
+        event.listen(engine, "connect", self._on_connect)
+
+    def _on_connect(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # The pool's record, not the DBAPI connection (sqlite3's cannot be weakly referenced).
+        with self._lock:
+            self._connections.add(record)
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        with self._lock:
+            op, self._next_id = self._next_id, self._next_id + 1
+            self._operations[op] = time.monotonic()
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch, name="resmon-store-watchdog", daemon=True
+                )
+                self._watchdog.start()
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            if _is_outage(exc):
+                self.mark_down(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+            raise
+        else:
+            self.mark_up()
+        finally:
+            with self._lock:
+                del self._operations[op]
+
+    def mark_up(self) -> None:
+        with self._lock:
+            if not self._health.up:
+                log.warning("the database answers again")
+            self._health = StoreHealth(
+                True,
+                self._health.last_error,
+                self._health.last_error_at,
+                self._health.last_error_monotonic,
+            )
+
+    def mark_down(self, error: str) -> None:
+        with self._lock:
+            if self._health.up:
+                log.error("the database is unavailable: %s", error)
+            self._health = StoreHealth(False, error, datetime.now(UTC), time.monotonic())
+
+    def health(self) -> StoreHealth:
+        with self._lock:
+            return self._health
+
+    def _watch(self) -> None:
+        tick = min(1.0, self.timeout_s / 4)
+        while not self._closed.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                overdue = [s for s in self._operations.values() if now - s > self.timeout_s]
+            if overdue:
+                self.mark_down(f"the database did not answer within {self.timeout_s:g}s")
+                self.interrupt()
+
+    def interrupt(self) -> None:
+        """Make every call blocked on one of the engine's connections fail now."""
+        with self._lock:
+            records = list(self._connections)
+        for record in records:
+            connection = record.dbapi_connection
+            if connection is None:
+                continue
+            try:
+                if hasattr(connection, "interrupt"):  # sqlite3: abort the running statement
+                    connection.interrupt()
+                    continue
+                # A dup of the descriptor shares the socket: shutting it down wakes the blocked
+                # reader with EOF without closing the descriptor under the driver's feet.
+                sock = socket.socket(fileno=os.dup(connection.fileno()))
+            except Exception:  # closed already, or a driver without a socket: nothing to do
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 class Store:
-    """Current state of every provider, collection history, anomalies and the change log."""
+    """Current state of every provider, collection history, anomalies and the change log.
 
-    def __init__(self, url: str = DEFAULT_URL, *, engine: Engine | None = None) -> None:
+    Every operation is bounded by ``timeout_s`` (see :class:`_Guard`); :meth:`health` says whether
+    the database answered the last one.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        engine: Engine | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.url = url
-        self.engine = engine or create_store_engine(url)
+        self.timeout_s = timeout_s
+        self.engine = engine or create_store_engine(url, timeout_s=timeout_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._guard = _Guard(self.engine, timeout_s)
 
     def close(self) -> None:
+        self._guard.close()
         self.engine.dispose()
+
+    def health(self) -> StoreHealth:
+        return self._guard.health()
+
+    def outage(self) -> str | None:
+        """The last error when the database failed within the last ``timeout_s`` seconds (a
+        fresh failure need not be probed again), else None."""
+        health = self._guard.health()
+        if health.up or health.last_error_monotonic is None:
+            return None
+        if time.monotonic() - health.last_error_monotonic > self.timeout_s:
+            return None
+        return health.last_error
+
+    def interrupt(self) -> None:
+        """Fail every call now blocked on the database (used at shutdown)."""
+        self._guard.interrupt()
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -99,9 +335,32 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(alembic_directory()))
-        with self.engine.begin() as connection:
+        with self._migration_lock(), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # A migration may rewrite big tables (and waits for another process's): the
+                # statement bound is for collections.
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                # Released at commit; DDL is transactional, so waiters see all or nothing.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """On a SQLite file, an exclusive lock on ``<file>-migrate.lock`` while migrating
+        (pysqlite runs DDL outside a transaction, so SQLite's own locks do not serialise it)."""
+        path = sqlite_file(self.engine)
+        if path is None:
+            yield
+            return
+        fd = os.open(f"{path}-migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def is_current(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
@@ -109,16 +368,23 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A read session (no commit)."""
-        with self._sessions() as session:
+        with self._guard.operation(), self._sessions() as session:
             yield session
 
     # -- writes ---------------------------------------------------------------------------
 
     def sync_targets(self, specs: Sequence[TargetSpec]) -> None:
         """Create or update the rows of the configured targets (their status is kept)."""
-        with self._write() as session:
-            for spec in specs:
-                self._target_row(session, spec)
+        try:
+            with self._write() as session:
+                # Same order in every process, so concurrent syncs cannot deadlock on the rows.
+                for spec in sorted(specs, key=lambda spec: spec.name):
+                    self._target_row(session, spec)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"could not record the configured targets in {redact_url(self.url)}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
 
     def record(self, spec: TargetSpec, outcome: CollectionOutcome) -> int:
         """Store one collection in one transaction and return the run id.
@@ -150,24 +416,33 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        with self._guard.operation(), self._sessions() as session, session.begin():
             yield session
 
     def _target_row(self, session: Session, spec: TargetSpec) -> models.Target:
-        row = session.scalars(select(models.Target).where(models.Target.name == spec.name)).first()
-        if row is None:
-            row = models.Target(
-                name=spec.name,
-                collector=spec.collector,
-                url=spec.url,
-                interval_s=spec.interval_s,
-                last_status="never",
-                consecutive_failures=0,
+        """The target's row, created if missing, locked until the transaction ends.
+
+        Insert-if-absent cannot collide with another process doing the same, and the lock
+        orders the writes of one target: a run id is taken only under it, so a target's hosts
+        always point at its newest successful run.
+        """
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(models.Target)
+            .values(
+                name=spec.name, collector=spec.collector, url=spec.url,
+                interval_s=spec.interval_s, last_status="never", consecutive_failures=0,
             )
-            session.add(row)
-            session.flush()
-        else:
-            row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
+            .on_conflict_do_nothing(index_elements=["name"])
+        )  # fmt: skip
+        row = session.scalars(
+            select(models.Target)
+            .where(models.Target.name == spec.name)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
         return row
 
     def _record(self, session: Session, spec: TargetSpec, outcome: CollectionOutcome) -> int:
@@ -267,6 +542,18 @@ class Store:
         host.collected_at = report.collected_at
         host.last_run_id = run_id
         host.report = report.model_dump(mode="json")
+        host.boot_time = report.boot_time
+        host.health = report.health.value if report.health else None
+        location, observed, storage = report.location, report.observed, report.storage
+        host.datacenter = location.datacenter if location else None
+        host.cluster = location.cluster if location else None
+        host.observed_cpu_used_mhz = observed.cpu_used_mhz if observed else None
+        host.observed_memory_used_bytes = observed.memory_used_bytes if observed else None
+        host.instance_states = (
+            report.instance_states.model_dump() if report.instance_states else None
+        )
+        host.storage_provisioned_bytes = storage.provisioned_bytes if storage else None
+        host.storage_uncommitted_bytes = storage.uncommitted_bytes if storage else None
 
     @staticmethod
     def _add_children(
@@ -282,7 +569,9 @@ class Store:
             rows.append(
                 models.Inventory(
                     host_pk=host.id, resource_class=inv.resource_class, total=inv.total,
-                    reserved=inv.reserved, min_unit=inv.min_unit, max_unit=inv.max_unit,
+                    reserved=inv.reserved, hypervisor_reserved=inv.hypervisor_reserved,
+                    operator_reserved=inv.operator_reserved,
+                    min_unit=inv.min_unit, max_unit=inv.max_unit,
                     step_size=inv.step_size, allocation_ratio=inv.allocation_ratio,
                     used=inv.used, capacity=inv.capacity, free=inv.free,
                 )

@@ -121,6 +121,17 @@ class Host(Base):
         ForeignKey("collection_runs.id", ondelete="SET NULL")
     )
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Optional facts of schema 1.1, as columns so that the API and /metrics need not parse the
+    # report; None when the collector did not report them.
+    boot_time: Mapped[datetime | None]
+    health: Mapped[str | None] = mapped_column(String(16))
+    datacenter: Mapped[str | None] = mapped_column(String(255))
+    cluster: Mapped[str | None] = mapped_column(String(255))
+    observed_cpu_used_mhz: Mapped[int | None] = mapped_column(BigInteger)
+    observed_memory_used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    instance_states: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    storage_provisioned_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    storage_uncommitted_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
     target: Mapped[Target] = relationship(back_populates="hosts")
     inventories: Mapped[list[Inventory]] = relationship(
@@ -141,7 +152,7 @@ class Host(Base):
 
 
 class Inventory(Base):
-    """Placement's inventory record of one resource class on one provider, plus observed use."""
+    """Placement's inventory record of one resource class on one provider, plus allocated use."""
 
     __tablename__ = "inventories"
     __table_args__ = (
@@ -154,6 +165,9 @@ class Inventory(Base):
     resource_class: Mapped[str] = mapped_column(String(255))
     total: Mapped[int] = mapped_column(BigInteger)
     reserved: Mapped[int] = mapped_column(BigInteger)
+    # The parts of ``reserved``: held back by the hypervisor (a fact) and by policy.
+    hypervisor_reserved: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    operator_reserved: Mapped[int] = mapped_column(BigInteger, server_default="0")
     min_unit: Mapped[int] = mapped_column(BigInteger)
     max_unit: Mapped[int] = mapped_column(BigInteger)
     step_size: Mapped[int] = mapped_column(BigInteger)

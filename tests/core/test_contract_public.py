@@ -23,8 +23,8 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_versions() -> None:
-    assert CONTRACT_VERSION == "1.0"
-    assert SCHEMA_VERSION == "1.0"
+    assert CONTRACT_VERSION == "1.1"
+    assert SCHEMA_VERSION == "1.1"
 
 
 def test_contract_violation_is_outside_the_collector_tree() -> None:

@@ -4,6 +4,9 @@
 
     target kvm-a (fake, every 60 s, last collection ok)
     ├── host-0  kvm x86_64  16 VCPU ×4  32768 MiB  AVX2  parent cluster-1  2 NUMA cells, 2 MiB pages
+    │           512 MiB reserved (200 by the hypervisor, 312 by policy), 1500 MHz and
+    │           6144 MiB observed, booted 2026-11-01 06:30 UTC, health warning,
+    │           3 instances running and 2 stopped
     ├── host-1  kvm x86_64   8 VCPU ×4  16384 MiB  AVX2 + COMPUTE_STATUS_DISABLED, 1 anomaly
     └── host-2  kvm x86_64  64 VCPU ×4  state maintenance
     target arm-b (fake, last collection ok)
@@ -19,12 +22,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from resmon.contract import Anomaly, HostReport, HostState, HugePages, NumaCell
+from resmon.contract import (
+    Anomaly,
+    Health,
+    HostReport,
+    HostState,
+    HugePages,
+    InstanceStates,
+    NumaCell,
+    ObservedUsage,
+)
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
 from resmon.store import Store, TargetSpec
 
 MIB = 1024 * 1024
+BOOT_TIME = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
 
 
 def record(store: Store, target: str, reports: list[HostReport], **failure: str) -> None:
@@ -44,6 +57,14 @@ def populate(store: Store) -> None:
                  huge_pages=[HugePages(page_size_bytes=2 * MIB, total=512, free=100 + c)])
         for c in (0, 1)
     ]  # fmt: skip
+    # Its 512 MiB reserved as the core's policy splits it: held by the hypervisor + by policy.
+    memory = host0.inventory("MEMORY_MB")
+    assert memory is not None
+    memory.hypervisor_reserved, memory.operator_reserved = 200, 312
+    host0.observed = ObservedUsage(cpu_used_mhz=1500, memory_used_bytes=6144 * MIB)
+    host0.boot_time = BOOT_TIME
+    host0.health = Health.WARNING
+    host0.instance_states = InstanceStates(running=3, stopped=2)
     host1 = fake_report("host-1", target="kvm-a", vcpus=8, memory_mib=16384,
                         traits=("HW_CPU_X86_AVX2", "COMPUTE_STATUS_DISABLED"))  # fmt: skip
     host1.anomalies = [Anomaly(code="unknown_cpu_model", field="cpu.model", message="odd")]

@@ -65,9 +65,16 @@ def test_hosts_filters(client: TestClient) -> None:
     assert every["next_cursor"] is None
     host0 = next(h for h in every["hosts"] if h["host_id"] == "host-0")
     assert host0["inventories"]["VCPU"] == {
-        "total": 16, "reserved": 0, "min_unit": 1, "max_unit": 2**31 - 1, "step_size": 1,
+        "total": 16, "reserved": 0, "hypervisor_reserved": 0, "operator_reserved": 0,
+        "min_unit": 1, "max_unit": 2**31 - 1, "step_size": 1,
         "allocation_ratio": 4.0, "used": 10, "capacity": 64, "free": 54,
     }  # fmt: skip
+    memory = host0["inventories"]["MEMORY_MB"]
+    assert (memory["reserved"], memory["hypervisor_reserved"], memory["operator_reserved"]) == (
+        512,
+        200,
+        312,
+    ), "both parts of the reservation are visible"
     assert host0["parent_id"] == "cluster-1" and host0["stale"] is False
     assert host0["collected_at"].endswith(("Z", "+00:00"))
     cases = {
@@ -323,3 +330,52 @@ def test_openapi_document_is_checked_in(client: TestClient) -> None:
     assert served == checked_in, (
         "schema/openapi.json is out of date: python -m exporters.api > schema/openapi.json"
     )
+
+
+def test_crafted_cursors_and_host_ids_are_400s(client: TestClient) -> None:
+    from exporters._params import encode_cursor
+
+    # Ids are 32-bit on PostgreSQL: a larger cursor was never issued and must not reach SQL.
+    for after in (2**31, 2**40, 10**30):
+        for listing, path in (("h", "/v1/hosts"), ("a", "/v1/anomalies")):
+            item = error(client.get(f"{path}?cursor={encode_cursor(listing, after)}"), 400)
+            assert item["code"] == "resmon.query.invalid_cursor"
+    # A second NUL (the first separates target and host id) can be in no stored host id.
+    crafted = encode_host_ref("kvm-a", "host-1\x00x")
+    assert error(client.get(f"/v1/hosts/{crafted}"), 400)["code"] == "resmon.query.invalid_host_id"
+    item = error(client.get(f"/v1/anomalies?host={crafted}"), 400)
+    assert item["code"] == "resmon.query.invalid_host_id"
+
+
+def test_oversized_queries_are_refused_with_a_status(store: Store) -> None:
+    """Through a real server: 10,000 ``required`` get a 414, not a reset connection."""
+    import socket
+    import threading
+    import time
+
+    import requests
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning",
+                       **api_module.SERVER_OPTIONS)
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{port}/v1/candidates?resources=VCPU:1&"
+        for count in (10_000, 1_000):
+            answer = requests.get(base + "&".join(["required=HW_CPU_X86_AVX2"] * count), timeout=10)
+            assert answer.status_code == 414, answer.text
+            assert answer.json()["errors"][0]["code"] == "resmon.query.too_large"
+        answer = requests.get(base + "&".join(["required=HW_CPU_X86_AVX2"] * 300), timeout=10)
+        assert answer.status_code == 400 and "parameters" in answer.text
+        assert requests.get(base + "required=HW_CPU_X86_AVX2", timeout=10).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporters.prometheus import FORBIDDEN_LABELS, METRICS, StoreCollector, render_metrics
 from resmon.store import Store
 
+from .conftest import BOOT_TIME
+
 MIB = 1024 * 1024
 
 
@@ -93,6 +95,29 @@ def test_targets_errors_anomalies_and_staleness(store: Store) -> None:
     ) == 128  # fmt: skip
 
 
+def test_reserved_parts_observed_use_and_host_facts(store: Store) -> None:
+    body = render_metrics(store)
+    host0 = {"host_id": "host-0", "target": "kvm-a"}
+    memory = {**host0, "resource_class": "MEMORY_MB"}
+    assert value(body, "resmon_inventory_reserved_bytes", **memory) == 512 * MIB
+    assert value(body, "resmon_inventory_hypervisor_reserved_bytes", **memory) == 200 * MIB
+    assert value(body, "resmon_inventory_operator_reserved_bytes", **memory) == 312 * MIB
+    vcpu = {**host0, "resource_class": "VCPU"}
+    assert value(body, "resmon_inventory_operator_reserved_units", **vcpu) == 0
+    # Observed use next to what is allocated (used = 10 VCPU, 4096 MiB).
+    assert value(body, "resmon_inventory_used_units", **vcpu) == 10
+    assert value(body, "resmon_host_observed_cpu_used_hertz", **host0) == 1500 * 10**6
+    assert value(body, "resmon_host_observed_memory_used_bytes", **host0) == 6144 * MIB
+    assert value(body, "resmon_host_boot_timestamp_seconds", **host0) == BOOT_TIME.timestamp()
+    assert value(body, "resmon_host_health", health="warning", **host0) == 1
+    assert value(body, "resmon_host_instances", state="running", **host0) == 3
+    assert value(body, "resmon_host_instances", state="stopped", **host0) == 2
+    assert value(body, "resmon_host_instances", state="paused", **host0) == 0
+    host1 = {"host_id": "host-1", "target": "kvm-a"}
+    assert b'resmon_host_health{host_id="host-1"' not in body, "host-1 reports no health"
+    assert value(body, "resmon_inventory_total_units", resource_class="VCPU", **host1) == 8
+
+
 def test_names_labels_and_help_follow_the_conventions(store: Store) -> None:
     body = render_metrics(store)
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -104,7 +129,9 @@ def test_names_labels_and_help_follow_the_conventions(store: Store) -> None:
         assert name.startswith("resmon_")
         assert (kind == "counter") == name.endswith("_total")
         if not name.startswith("resmon_exporter_"):
-            assert family.documentation.endswith("As of the last collection."), name
+            assert family.documentation.endswith(
+                "As of the last collection (collected on the daemon's schedule, not at scrape)."
+            ), name
         for s in family.samples:
             assert set(s.labels) == set(labels), (name, s.labels)
             assert not FORBIDDEN_LABELS & set(s.labels)

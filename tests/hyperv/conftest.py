@@ -17,6 +17,7 @@ from .wsman_server import Reply, WSManServer, make_test_pki
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTS = FIXTURES / "hosts"
 FAULTS = FIXTURES / "faults"
+SAVED = FIXTURES / "saved"
 USERNAME = "resmon"
 #: Distinctive, so a leak anywhere is found by a plain substring search.
 PASSWORD = "Pw-9f3c1e7a-Hyperv-NeverLogMe"

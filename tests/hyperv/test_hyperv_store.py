@@ -6,15 +6,18 @@ earlier data stays exactly as it was.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from collectors.hyperv import HypervCollector
-from resmon.runner import collect_target
+from exporters.api import create_app
+from resmon.runner import CollectionOutcome, collect_target
 from resmon.store import Store, TargetSpec
 
-from .conftest import FAULTS, PASSWORD, ServerFactory, make_target
+from .conftest import FAULTS, HOSTS, PASSWORD, ServerFactory, make_target
 from .wsman_server import Reply
 
 
@@ -54,3 +57,37 @@ def test_fault_stores_nothing_and_keeps_earlier_data(
     assert PASSWORD not in (runs[-1].error_message or "")
     [row] = store.targets()
     assert row.last_status == "failed" and row.consecutive_failures == 1
+
+
+def test_schedulers_find_hyperv_hosts_by_cpu_feature(store: Store) -> None:
+    """Every host profile stored, then asked for through the query API as a scheduler would."""
+    for path in sorted(HOSTS.glob("*.json")):
+        (report,) = HypervCollector.normalise_offline({"json": [path]}, target=path.stem)
+        outcome = CollectionOutcome(
+            target=path.stem, collector="hyperv", started_at=datetime.now(UTC), duration_s=1.0,
+            reports=[report],
+        )  # fmt: skip
+        store.record(TargetSpec(path.stem, "hyperv", f"https://{path.stem}:5986/wsman"), outcome)
+    with TestClient(create_app(store)) as client:
+
+        def found(query: str) -> list[str]:
+            response = client.get(f"/v1/candidates?{query}")
+            assert response.status_code == 200, response.text
+            return sorted(c["target"] for c in response.json()["candidates"])
+
+        # hypervisor_off reports AVX2 too but cannot run a VM, and every VCPU of the lab host
+        # (server2022_every_vm_state) is taken: neither is offered.
+        assert found("resources=VCPU:1&required=HW_CPU_X86_AVX2") == [
+            "server2016_config8",
+            "server2019_small",
+            "server2022_2socket",
+            "server2025_numa_off",
+        ]
+        assert found("resources=VCPU:1&required=HW_CPU_X86_AVX512F") == [
+            "server2022_2socket",
+            "server2025_numa_off",
+        ]
+        assert found("resources=VCPU:1&required=HW_CPU_AARCH64_SHA2") == ["arm64_windows11"]
+        # Without NUMA spanning one VM fits in one node: 192 of the 384 logical processors.
+        assert "server2025_numa_off" in found("resources=VCPU:192")
+        assert "server2025_numa_off" not in found("resources=VCPU:193")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import inspect
 import logging
 import socket
@@ -31,12 +32,7 @@ from .conftest import FAULTS, HOSTS, PASSWORD, ServerFactory, host_reply, make_t
 from .wsman_server import Reply, WSManServer
 
 LOG = logging.getLogger("tests.hyperv")
-PROFILES = [
-    "server2022_2socket",
-    "server2019_small",
-    "arm64_windows11",
-    "server2022_every_vm_state",
-]
+PROFILES = sorted(p.stem for p in HOSTS.glob("*.json"))
 #: Every exchange of one collection, in order (two Receives: output arrives in two parts).
 EXCHANGE = ["Create", "Command", "Receive", "Receive", "Signal", "Delete"]
 
@@ -113,6 +109,9 @@ def test_other_transports(
 
 
 def _reply(fault: str) -> Reply:
+    if fault == "utf16_without_bom":
+        text = (HOSTS / "server2019_small.json").read_text(encoding="utf-8-sig")
+        return Reply(stdout=text.encode("utf-16-le"))
     if fault.endswith(".clixml"):
         return Reply(stderr=(FAULTS / fault).read_bytes(), exit_code=1)
     return Reply(stdout=(FAULTS / fault).read_bytes())
@@ -121,11 +120,12 @@ def _reply(fault: str) -> Reply:
 @pytest.mark.parametrize(
     ("fault", "error", "needle"),
     [
-        ("role_absent.clixml", UnsupportedTarget, "Hyper-V role"),
+        ("role_absent.clixml", UnsupportedTarget, "-IncludeManagementTools"),
         ("access_denied.clixml", AuthenticationFailed, "required permission"),
         ("powershell_exception.clixml", InvalidNativeData, "0x80041033"),
         ("truncated.json", InvalidNativeData, "not complete JSON"),
         ("depth_truncated.json", InvalidNativeData, "NumaNodes[].ProcessorsAvailability"),
+        ("utf16_without_bom", InvalidNativeData, "no byte-order mark"),
     ],
 )
 def test_fault_profiles(
@@ -363,3 +363,18 @@ def test_every_fault_fixture_is_used() -> None:
 def test_server_is_loopback_only(wsman: ServerFactory) -> None:
     server: WSManServer = wsman()
     assert server.httpd.server_address[0] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom"),
+    [("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE)],
+    ids=["utf8-bom", "utf16le-bom"],
+)
+def test_output_encodings_through_winrm(
+    codec: str, bom: bytes, wsman: ServerFactory, pki: tuple[Path, Path, Path]
+) -> None:
+    text = (HOSTS / "server2022_2socket.json").read_text(encoding="utf-8")
+    server = wsman(Reply(stdout=bom + text.encode(codec)))
+    (got,) = collect(make_target(server, pki[0]))
+    assert got.identity.hostname == "HV22-A.corp.example.com"
+    assert {i.name for i in got.running_instances.instances} >= {"Überwachung-01", "会計サーバー"}

@@ -4,10 +4,11 @@ and timeouts."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from collectors.libvirt._errors import (  # noqa: E402
 from resmon.contract import (  # noqa: E402
     AuthenticationFailed,
     CollectorInfo,
+    HostReport,
     InvalidNativeData,
     Target,
     TargetTimeout,
@@ -122,20 +124,24 @@ def test_shared_pool_becomes_its_own_provider(tmp_path: Path) -> None:
     assert pool.identity.hostname == "nfs" and pool.inventory("DISK_GB").total == 100
 
 
-def test_options_are_validated_and_used() -> None:
-    (host,) = collect(
-        target(
-            "test:///default", options={"cpu_allocation_ratio": 2.5, "reserved_host_memory_mb": 0}
-        )
-    )
-    assert host.inventory("VCPU").allocation_ratio == 2.5
-    assert host.inventory("MEMORY_MB").reserved == 0
-    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
+def test_options_are_validated() -> None:
+    with pytest.raises(UnsupportedTarget, match="keepalive_count"):
         LibvirtCollector.from_target(
-            target("test:///default", options={"cpu_allocation_ratio": -1}), logger=LOG
+            target("test:///default", options={"keepalive_count": 0}), logger=LOG
         )
     with pytest.raises(UnsupportedTarget, match="not a libvirt URI"):
         LibvirtCollector.from_target(target("/var/run/libvirt"), logger=LOG)
+
+
+def test_policy_options_moved_to_the_core() -> None:
+    """Ratios and reservations are policy: the collector reports facts and refuses them."""
+    (host,) = collect(target("test:///default"))
+    for inv in host.inventories:
+        assert (inv.reserved, inv.hypervisor_reserved, inv.operator_reserved) == (0, 0, 0)
+    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
+        LibvirtCollector.from_target(
+            target("test:///default", options={"cpu_allocation_ratio": 2.0}), logger=LOG
+        )
 
 
 @pytest.mark.parametrize(
@@ -254,3 +260,57 @@ def test_hung_daemon_times_out(silent_server: int) -> None:
     with pytest.raises(TargetTimeout, match="no answer within 1s"):
         collect(target(f"qemu+tcp://127.0.0.1:{silent_server}/system", timeout_s=1))
     assert time.monotonic() - start < 10
+
+
+def test_policy_changes_capacity_the_same_way(
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    facts = collect(target("test:///default"))
+    assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= check_policy_applies_uniformly(facts)
+
+
+@pytest.fixture
+def silent_server_process() -> Iterator[int]:
+    """Like ``silent_server``, in another process, so its sockets are not counted in this one."""
+    import subprocess
+    import sys
+
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(64)\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "held = []\n"
+        "while True: held.append(s.accept()[0])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _threads_and_fds() -> tuple[int, int]:
+    return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+
+def test_attempts_against_a_hung_daemon_leave_nothing_behind(silent_server_process: int) -> None:
+    """Each timed-out connection attempt ends its thread and closes its socket."""
+    hung = target(f"qemu+tcp://127.0.0.1:{silent_server_process}/system", timeout_s=1)
+    with pytest.raises(TargetTimeout):
+        collect(hung)  # the first attempt starts libvirt's event loop thread, once per process
+    time.sleep(0.5)
+    before = _threads_and_fds()
+    for _ in range(6):
+        with pytest.raises(TargetTimeout, match="no answer within 1s"):
+            collect(hung)
+    # The same collector instance retrying (as the daemon does) leaks nothing either.
+    with LibvirtCollector.from_target(hung, logger=LOG) as collector:
+        for _ in range(3):
+            with pytest.raises(TargetTimeout):
+                collector.collect()
+    deadline = time.monotonic() + 5
+    while _threads_and_fds() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _threads_and_fds() == before

@@ -144,7 +144,7 @@ def test_real_full_details(corpus: Path) -> None:
     mem = report.inventory("MEMORY_MB")
     assert mem is not None and mem.total == 63393224 // 1024
     vcpu = report.inventory("VCPU")
-    assert vcpu is not None and vcpu.total == 32 and vcpu.allocation_ratio == 4.0
+    assert vcpu is not None and vcpu.total == 32 and vcpu.reserved == 0
 
 
 def test_numa_memory_and_pages_use_the_unit_attribute(corpus: Path) -> None:

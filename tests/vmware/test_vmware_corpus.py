@@ -8,6 +8,7 @@ dicts the collector builds from a PropertyCollector pass, and the numbers are ch
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,15 @@ import yaml
 
 from collectors.vmware._native import PROPERTIES, Inventory, NativeObject
 from collectors.vmware._normalise import normalise
-from resmon.contract import CollectorInfo, HostReport, HostState, InvalidNativeData, ProviderKind
+from resmon.contract import (
+    CollectorInfo,
+    Health,
+    HostReport,
+    HostState,
+    InvalidNativeData,
+    ProviderKind,
+)
+from resmon.policy import PolicyTable, TargetPolicy, apply_policy, resolve_policy
 from resmon.validation import check_batch
 
 NS = "{urn:vim25}"
@@ -33,10 +42,16 @@ INTS = {
     "summary.quickStats.overallMemoryUsage",
     "summary.capacity",
     "summary.freeSpace",
+    "summary.uncommitted",
     "summary.config.numCpu",
     "summary.config.memorySizeMB",
 }
-BOOLS = {"runtime.inMaintenanceMode", "summary.accessible", "summary.config.template"}
+BOOLS = {
+    "runtime.inMaintenanceMode",
+    "runtime.inQuarantineMode",
+    "summary.accessible",
+    "summary.config.template",
+}
 
 
 def fetches(path: Path) -> dict[str, Element]:
@@ -66,12 +81,14 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
         return int(element.text or "")
     if path in BOOLS:
         return element.text == "true"
-    if path == "config.featureCapability":
+    if path in ("config.featureCapability", "config.maskedFeatureCapability"):
         config = answers["config"]
         return [
             {child.tag.removeprefix(NS): child.text for child in fc}
-            for fc in config.findall(f"{NS}featureCapability")
+            for fc in config.findall(NS + path.removeprefix("config."))
         ]
+    if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
+        return resource_tree(element)
     if path == "host":  # DatastoreHostMount[]
         mounts = []
         for mount in element.findall(f"{NS}DatastoreHostMount"):
@@ -90,6 +107,20 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
     if path in ("vm", "datastore"):
         return [child.text for child in element]
     return element.text
+
+
+def resource_tree(element: Element) -> dict[str, Any]:
+    """A HostSystemResourceInfo element: key, each allocation's reservation, children."""
+    config = {}
+    for allocation in ("cpuAllocation", "memoryAllocation"):
+        reservation = element.findtext(f"{NS}config/{NS}{allocation}/{NS}reservation")
+        if reservation is not None:
+            config[allocation] = {"reservation": int(reservation)}
+    return {
+        "key": element.findtext(f"{NS}key"),
+        "config": config,
+        "child": [resource_tree(child) for child in element.findall(f"{NS}child")],
+    }
 
 
 def native(kind: str, moref: str, cassette: Path, type_paths: tuple[str, ...]) -> NativeObject:
@@ -159,6 +190,9 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     # quickStats.overallMemoryUsage = 5986 MiB.
     assert host.memory.used_bytes == 5986 * 1048576 == 6276775936
     assert host.memory.free_bytes == 17178767360 - 6276775936
+    # quickStats.overallCpuUsage = 3062 MHz, observed next to the same memory figure.
+    assert host.observed is not None and host.observed.cpu_used_mhz == 3062
+    assert host.observed.memory_used_bytes == 6276775936
     vcpu, mem = host.inventory("VCPU"), host.inventory("MEMORY_MB")
     assert vcpu is not None and (vcpu.total, vcpu.max_unit, vcpu.used) == (8, 8, 0)
     # 17178767360 / 2**20 = 16382.95...: whole MiB only.
@@ -191,6 +225,26 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert (instance.arch, instance.hv_type, instance.vm_mode) == ("x86_64", "vmware", "hvm")
     # vm-19 runs on host-16, which is not in this collection.
     assert host.running_instances.count == 0
+    assert host.health is Health.OK  # overallStatus green
+    assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+
+
+def test_real_host_system_reservations(reports: list[HostReport]) -> None:
+    """config.systemResources: host/system reserves 2660 MB and 200 MHz, host/vim 2374 MHz
+    (host/iofilters and host/opt 0 at their own level; host/user is where VMs run)."""
+    host = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    vcpu, memory = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == 2660
+    # 2574 MHz of 1995 MHz logical CPUs: two of the eight.
+    assert vcpu is not None and vcpu.hypervisor_reserved == 2
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    cluster_memory = cluster.inventory("MEMORY_MB")
+    assert cluster_memory is not None and cluster_memory.hypervisor_reserved == 2660
+    # The core adds the operator's reservation to what ESXi holds (Nova's default 512 MiB).
+    settled, _ = apply_policy(reports, TargetPolicy.defaults())
+    settled_host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    settled_memory = settled_host.inventory("MEMORY_MB")
+    assert settled_memory is not None and settled_memory.reserved == 2660 + 512
 
 
 def test_real_datastore_numbers(reports: list[HostReport]) -> None:
@@ -206,6 +260,10 @@ def test_real_datastore_numbers(reports: list[HostReport]) -> None:
     assert ds.shared_with == ["a6b70142-625f-e04e-edf6-05098f74aff3"]
     assert "CUSTOM_VMWARE_DATASTORE_VSAN" in ds.traits
     assert "MISC_SHARES_VIA_AGGREGATE" in ds.traits
+    # Thin provisioning: summary.uncommitted 9797894144 B more than the used 24131676400 B.
+    assert ds.storage is not None and ds.storage.uncommitted_bytes == 9797894144
+    assert ds.storage.provisioned_bytes == 386479947776 - 362348271376 + 9797894144
+    assert ds.health is Health.OK
 
 
 def test_real_cluster_aggregate(reports: list[HostReport]) -> None:
@@ -224,12 +282,14 @@ def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
     host = next(o for o in inventory.objects if o.type == "HostSystem")
     changed = NativeObject(host.type, host.moref, {**host.props, "runtime.inMaintenanceMode": True})
     objects = [changed if o is host else o for o in inventory.objects]
-    reports = normalise(
+    facts = normalise(
         Inventory(about={}, objects=objects),
         target="vcenter",
         collector=CollectorInfo(name="vmware", version="test"),
         collected_at=datetime(2023, 12, 14, tzinfo=UTC),
     )
+    # Capacity 0 for a host that is not up is the core's rule, applied with the policy.
+    reports, _ = apply_policy(facts, TargetPolicy.defaults())
     report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
     assert report.state is HostState.MAINTENANCE
     assert "COMPUTE_STATUS_DISABLED" in report.traits
@@ -261,3 +321,147 @@ def test_bad_native_values_are_invalid_native_data(
             collector=CollectorInfo(name="vmware", version="test"),
             collected_at=datetime(2023, 12, 14, tzinfo=UTC),
         )
+
+
+def test_policy_changes_capacity_the_same_way(
+    reports: list[HostReport],
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    assert check_policy_applies_uniformly(reports) == {"VCPU", "MEMORY_MB"}
+    # The cluster reserves what its member host reserves, once; its ratio is the policy's.
+    settled, _ = apply_policy(
+        reports, resolve_policy(PolicyTable(reserved_host_memory_mb=1024), None)
+    )
+    host = next(r for r in settled if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    cluster = next(r for r in settled if r.provider_kind is ProviderKind.CLUSTER)
+    host_memory, cluster_memory = host.inventory("MEMORY_MB"), cluster.inventory("MEMORY_MB")
+    assert host_memory is not None and cluster_memory is not None
+    assert cluster_memory.operator_reserved == host_memory.operator_reserved == 1024
+    assert cluster_memory.reserved == host_memory.reserved
+    assert cluster_memory.allocation_ratio == 1.0
+
+
+def _normalised(inventory: Inventory, obj: NativeObject, **props: object) -> list[HostReport]:
+    changed = NativeObject(obj.type, obj.moref, {**obj.props, **props})
+    return normalise(
+        Inventory(about={}, objects=[changed if o is obj else o for o in inventory.objects]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+
+
+def test_host_with_an_inaccessible_mount_does_not_share_the_datastore(
+    inventory: Inventory,
+) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    mounts = [
+        {**m, "mountInfo": {**m["mountInfo"], "accessible": m["key"] != "host-14"}}
+        for m in datastore.props["host"]
+    ]
+    # host-14 still lists the datastore in its own `datastore` property: the mount decides.
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert "datastore-17" in host.props["datastore"]
+    reports = _normalised(inventory, datastore, host=mounts)
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    assert ds.shared_with == []
+
+
+def test_datastore_in_maintenance_keeps_its_used(inventory: Inventory) -> None:
+    datastore = next(o for o in inventory.objects if o.type == "Datastore")
+    reports = _normalised(inventory, datastore, **{"summary.maintenanceMode": "inMaintenance"})
+    (ds,) = [r for r in reports if r.provider_kind is ProviderKind.SHARED_STORAGE]
+    disk = ds.inventory("DISK_GB")
+    assert ds.state is HostState.MAINTENANCE and disk is not None
+    assert (disk.total, disk.used) == (359, 22)  # the core then sets reserved = total
+
+
+def test_quarantined_host_stays_up_with_an_anomaly(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    assert host.props["runtime.inQuarantineMode"] is False  # as recorded
+    reports = _normalised(inventory, host, **{"runtime.inQuarantineMode": True})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert report.state is HostState.UP
+    assert [a.code for a in report.anomalies] == ["vmware.host_quarantine"]
+
+
+def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    reports = _normalised(inventory, host, **{"runtime.connectionState": "notResponding"})
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    assert cluster.state is HostState.NOT_RESPONDING
+    (anomaly,) = cluster.anomalies
+    assert anomaly.code == "vmware.cluster_down"
+    assert "10.218.43.170 not_responding" in anomaly.message
+
+
+def _cluster_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> HostReport:
+    base = [o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")]
+    cluster = NativeObject(
+        "ClusterComputeResource",
+        "domain-c9",
+        {"name": "cluster-a", "host": [h.moref for h in hosts], **props},
+    )
+    reports = normalise(
+        Inventory(about={}, objects=[*base, *hosts, cluster]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+
+
+def _sibling(
+    host: NativeObject, moref: str, uuid: str, drop: set[str], vendor: str
+) -> NativeObject:
+    """A second host of the cluster: host-14's data without some features, of a vendor."""
+
+    def keep(items: list[dict[str, str]]) -> list[dict[str, str]]:
+        kept = [f for f in items if f["key"] not in drop and f["key"] not in _VENDOR_KEYS]
+        return [*kept, {"key": vendor, "value": "1"}]
+
+    return NativeObject(
+        host.type,
+        moref,
+        {
+            **host.props,
+            "summary.hardware.uuid": uuid,
+            "config.featureCapability": keep(host.props["config.featureCapability"]),
+            "config.maskedFeatureCapability": keep(host.props["config.maskedFeatureCapability"]),
+        },
+    )
+
+
+_VENDOR_KEYS = {"cpuid.intel", "cpuid.amd", "cpuid.hygon"}
+
+
+def test_cluster_traits_are_what_every_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    older = _sibling(host, "host-99", "00000000-0000-0000-0000-000000000099",
+                     {"cpuid.avx512f", "cpuid.avx512vnni"}, "cpuid.intel")  # fmt: skip
+    cluster = _cluster_with(
+        inventory, host, older, **{"summary.currentEVCModeKey": "intel-icelake"}
+    )
+    assert "HW_CPU_X86_AVX2" in cluster.traits and "HW_ARCH_X86_64" in cluster.traits
+    assert "HW_CPU_X86_AVX512F" not in cluster.traits  # host-99 lacks it
+    assert "CUSTOM_VMWARE_EVC_INTEL_ICELAKE" in cluster.traits
+    assert cluster.anomalies == []
+
+
+def test_evc_mask_decides_what_a_host_offers(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    masked = [
+        f for f in host.props["config.maskedFeatureCapability"] if f["key"] != "cpuid.avx512f"
+    ]
+    reports = _normalised(inventory, host, **{"config.maskedFeatureCapability": masked})
+    report = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert "HW_CPU_X86_AVX512F" not in report.traits  # masked by EVC
+    assert report.cpu is not None and "avx512f" in report.cpu.features  # the hardware has it
+
+
+def test_mixed_cpu_vendors_without_evc(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    amd = _sibling(host, "host-98", "00000000-0000-0000-0000-000000000098", set(), "cpuid.amd")
+    cluster = _cluster_with(inventory, host, amd)
+    assert [a.code for a in cluster.anomalies] == ["vmware.cluster_mixed_cpu_vendors"]
+    assert cluster.anomalies[0].raw_value == "AMD,Intel"

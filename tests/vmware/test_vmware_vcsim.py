@@ -7,7 +7,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from resmon.contract import (
     UnsupportedTarget,
 )
 from resmon.contract.testing import CollectorContractSuite
+from resmon.policy import TargetPolicy, apply_policy
 from resmon.validation import check_batch
 
 from . import vcsim
@@ -49,8 +50,10 @@ def target_for(sim: vcsim.Simulator, **changes: Any) -> Target:
 
 
 def collect(target: Target) -> list[HostReport]:
+    """What resmon keeps of one collection: the collector's facts with the default policy."""
     with VmwareCollector.from_target(target, logger=LOG) as collector:
-        return collector.collect()
+        reports, _ = apply_policy(collector.collect(), TargetPolicy.defaults())
+        return reports
 
 
 def by_kind(reports: list[HostReport], kind: ProviderKind) -> list[HostReport]:
@@ -201,6 +204,13 @@ def test_vms_count_as_allocated_use(vpx: vcsim.Simulator) -> None:
         assert mem is not None and mem.used * 2**20 == h.running_instances.memory_bytes
 
 
+def assert_used_agrees_with_instances(host: HostReport) -> None:
+    vcpu, memory = host.inventory("VCPU"), host.inventory("MEMORY_MB")
+    assert vcpu is not None and vcpu.used == host.running_instances.vcpus
+    assert memory is not None
+    assert memory.used * 2**20 == host.running_instances.memory_bytes
+
+
 def test_maintenance_mode_and_disconnected_hosts(fresh_vpx: vcsim.Simulator) -> None:
     admin = Admin(fresh_vpx)
     admin.wait(admin.find(vim.HostSystem, "DC0_C0_H1").EnterMaintenanceMode_Task(timeout=0))
@@ -220,8 +230,11 @@ def test_maintenance_mode_and_disconnected_hosts(fresh_vpx: vcsim.Simulator) -> 
         assert "COMPUTE_STATUS_DISABLED" in down.traits
         assert down.parent_id == cluster_report.identity.host_id
         for inv in down.inventories:
-            assert inv.reserved == inv.total and inv.capacity == 0 and inv.used == 0
+            assert inv.reserved == inv.total and inv.capacity == 0
         assert down.cpu is not None and down.cpu.total_cpus == 2, "hardware still reported"
+        assert_used_agrees_with_instances(down)
+    # vCenter's view of a disconnected host's VMs is stale: none are reported.
+    assert disconnected.running_instances.count == 0
     up = by_name(reports, "DC0_C0_H0")
     assert up.state is HostState.UP and "COMPUTE_STATUS_DISABLED" not in up.traits
 
@@ -243,11 +256,16 @@ def test_not_responding_and_standby_hosts(fresh_vpx: vcsim.Simulator) -> None:
     reports = collect(target_for(fresh_vpx))
     assert by_name(reports, "DC0_C0_H0").state is HostState.NOT_RESPONDING
     assert by_name(reports, "DC0_H0").state is HostState.STANDBY
+    for name in ("DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2", "DC0_H0"):
+        assert_used_agrees_with_instances(by_name(reports, name))
+    assert by_name(reports, "DC0_C0_H0").running_instances.count == 0  # stale view: none
     cluster = by_name(reports, "DC0_C0")
-    # No host of the cluster can take a VM: the cluster itself is not schedulable.
+    # No host of the cluster can take a VM: the cluster itself is not schedulable, and says why.
     assert cluster.state is HostState.NOT_RESPONDING
     assert "COMPUTE_STATUS_DISABLED" in cluster.traits
     assert all(inv.capacity == 0 for inv in cluster.inventories)
+    (anomaly,) = cluster.anomalies
+    assert anomaly.code == "vmware.cluster_down" and "DC0_C0_H2 not_responding" in anomaly.message
 
 
 # -- ESXi direct connection ------------------------------------------------------------------
@@ -341,24 +359,22 @@ def test_expired_session_logs_in_again(fresh_vpx: vcsim.Simulator) -> None:
 
 
 def test_bad_options_and_urls(vpx: vcsim.Simulator) -> None:
-    with pytest.raises(UnsupportedTarget, match="cpu_allocation_ratio"):
-        VmwareCollector.from_target(
-            target_for(vpx, options={"cpu_allocation_ratio": -1}), logger=LOG
-        )
+    with pytest.raises(UnsupportedTarget, match="page_sizes"):
+        VmwareCollector.from_target(target_for(vpx, options={"page_sizes": 5}), logger=LOG)
     with pytest.raises(UnsupportedTarget, match="URL"):
         VmwareCollector.from_target(target_for(vpx, url="ftp://x/sdk"), logger=LOG)
     with pytest.raises(AuthenticationFailed):
         VmwareCollector.from_target(target_for(vpx, username=None), logger=LOG)
-    reports = collect(target_for(vpx, options={"cpu_allocation_ratio": 16, "page_size": 5}))
-    vcpu = by_kind(reports, ProviderKind.COMPUTE_HOST)[0].inventory("VCPU")
-    assert vcpu is not None and vcpu.allocation_ratio == 16.0
+    reports = collect(target_for(vpx, options={"page_size": 5}))
+    assert len(by_kind(reports, ProviderKind.COMPUTE_HOST)) == 14, "every page read"
 
 
 # -- dumps -----------------------------------------------------------------------------------
 
 
 def test_dump_native_replays_to_the_same_reports(vpx: vcsim.Simulator, tmp_path: Path) -> None:
-    live = collect(target_for(vpx, dump_native_dir=tmp_path))
+    with VmwareCollector.from_target(target_for(vpx, dump_native_dir=tmp_path), logger=LOG) as c:
+        live = c.collect()
     (dump,) = tmp_path.glob("vmware-vc1-*.json")
     offline = VmwareCollector.normalise_offline({"dump": [dump]}, target="vc1")
     assert [r.model_dump() for r in offline] == [r.model_dump() for r in live]
@@ -376,3 +392,12 @@ def test_concurrent_collectors_share_nothing(vpx: vcsim.Simulator) -> None:
     for t in threads:
         t.join()
     assert results == [22, 22, 22]
+
+
+def test_policy_changes_capacity_the_same_way(
+    vpx: vcsim.Simulator,
+    check_policy_applies_uniformly: Callable[[list[HostReport]], set[str]],
+) -> None:
+    with VmwareCollector.from_target(target_for(vpx), logger=LOG) as collector:
+        facts = collector.collect()
+    assert check_policy_applies_uniformly(facts) == {"VCPU", "MEMORY_MB"}

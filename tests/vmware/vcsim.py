@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,8 +113,9 @@ def start(
     listen: str = "127.0.0.1:0",
     username: str = "",
     password: str = "",
+    extra: Sequence[str] = (),
 ) -> Simulator:
-    """Start the simulator and wait for its URL line."""
+    """Start the simulator and wait for its URL line; ``extra``: more flags (-host-*, -guests)."""
     binary = build()
     workdir = Path(tempfile.mkdtemp(prefix="resmon-vcsim-"))
     cert = workdir / "cert.pem" if tls else None
@@ -133,6 +135,7 @@ def start(
     ]
     if cert is not None:
         args.append(f"-cert-out={cert}")
+    args[1:1] = extra  # first: tests read the credentials from the end of args
     # The simulator keeps datastore directories under TMPDIR; keep them in our workdir.
     env = dict(os.environ, TMPDIR=str(workdir))
     process = subprocess.Popen(

@@ -4,6 +4,10 @@
 //
 // Besides the vSphere API it serves one test hook, POST /resmon/host-state, because the
 // simulator (govmomi 0.24) has no API call that makes a host notResponding or standby.
+//
+// The -host-* flags give every host the same hardware figures, CPU features and maintenance
+// mode, and -guests names and sizes the virtual machines, so that a test can describe one
+// particular machine (the equivalence suite's golden host) to the vmware collector.
 package main
 
 import (
@@ -23,6 +27,9 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +51,19 @@ func main() {
 	username := flag.String("username", "", "the only accepted user name (default: any)")
 	password := flag.String("password", "", "the only accepted password (default: any)")
 	certOut := flag.String("cert-out", "", "write the server certificate (PEM) to this file")
+	var shape hostShape
+	flag.StringVar(&shape.uuid, "host-uuid", "", "summary.hardware.uuid of every host")
+	flag.StringVar(&shape.cpuModel, "host-cpu-model", "", "summary.hardware.cpuModel")
+	flag.IntVar(&shape.packages, "host-cpu-packages", 0, "summary.hardware.numCpuPkgs")
+	flag.IntVar(&shape.cores, "host-cpu-cores", 0, "summary.hardware.numCpuCores (all packages)")
+	flag.IntVar(&shape.threads, "host-cpu-threads", 0, "summary.hardware.numCpuThreads")
+	flag.IntVar(&shape.mhz, "host-cpu-mhz", 0, "summary.hardware.cpuMhz")
+	flag.Int64Var(&shape.memoryMB, "host-memory-mb", 0, "summary.hardware.memorySize in MiB")
+	flag.StringVar(&shape.cpuid, "host-cpuid", "", "config.featureCapability: comma-separated "+
+		"cpuid.* names with value 1, e.g. aes,avx2,intel")
+	flag.BoolVar(&shape.maintenance, "host-maintenance", false, "runtime.inMaintenanceMode")
+	guests := flag.String("guests", "", "the VMs, in the order of their names: semicolon-"+
+		"separated name,instanceUuid,numCpu,memoryMB,on|off (as many as -vm creates)")
 	flag.Parse()
 
 	model := simulator.VPX()
@@ -61,6 +81,14 @@ func main() {
 	defer model.Remove()
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %v", err)
+	}
+
+	for _, entity := range simulator.Map.All("HostSystem") {
+		h := entity.(*simulator.HostSystem)
+		simulator.Map.WithLock(h, func() { shape.apply(&h.HostSystem) })
+	}
+	if err := shapeGuests(*guests); err != nil {
+		log.Fatalf("-guests: %v", err)
 	}
 
 	model.Service.Listen = &url.URL{Host: *listen}
@@ -125,6 +153,92 @@ func setState(h *mo.HostSystem, r *http.Request) {
 	if p := r.FormValue("power"); p != "" {
 		h.Runtime.PowerState = types.HostSystemPowerState(p)
 	}
+}
+
+type hostShape struct {
+	uuid, cpuModel, cpuid         string
+	packages, cores, threads, mhz int
+	memoryMB                      int64
+	maintenance                   bool
+}
+
+// apply sets the figures that were given; the others keep the simulator's values.
+func (s hostShape) apply(h *mo.HostSystem) {
+	hw := h.Summary.Hardware
+	if s.uuid != "" {
+		hw.Uuid = s.uuid
+	}
+	if s.cpuModel != "" {
+		hw.CpuModel = s.cpuModel
+	}
+	if s.packages > 0 {
+		hw.NumCpuPkgs = int16(s.packages)
+	}
+	if s.cores > 0 {
+		hw.NumCpuCores = int16(s.cores)
+	}
+	if s.threads > 0 {
+		hw.NumCpuThreads = int16(s.threads)
+	}
+	if s.mhz > 0 {
+		hw.CpuMhz = int32(s.mhz)
+	}
+	if s.memoryMB > 0 {
+		hw.MemorySize = s.memoryMB * 1024 * 1024
+	}
+	if s.cpuid != "" && h.Config != nil {
+		config := *h.Config // the simulator's hosts share one config template
+		config.FeatureCapability = nil
+		for _, name := range strings.Split(s.cpuid, ",") {
+			config.FeatureCapability = append(config.FeatureCapability, types.HostFeatureCapability{
+				Key: "cpuid." + name, FeatureName: "cpuid." + strings.ToUpper(name), Value: "1",
+			})
+		}
+		h.Config = &config
+	}
+	h.Runtime.InMaintenanceMode = s.maintenance
+	h.Summary.Runtime = &h.Runtime
+}
+
+// shapeGuests renames and resizes the VMs, taken in the order of their names.
+func shapeGuests(spec string) error {
+	if spec == "" {
+		return nil
+	}
+	var vms []*simulator.VirtualMachine
+	for _, entity := range simulator.Map.All("VirtualMachine") {
+		vms = append(vms, entity.(*simulator.VirtualMachine))
+	}
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
+	specs := strings.Split(spec, ";")
+	if len(specs) != len(vms) {
+		return fmt.Errorf("%d guests given, the model has %d VMs", len(specs), len(vms))
+	}
+	for i, item := range specs {
+		f := strings.Split(item, ",")
+		if len(f) != 5 {
+			return fmt.Errorf("%q is not name,instanceUuid,numCpu,memoryMB,on|off", item)
+		}
+		cpus, err1 := strconv.Atoi(f[2])
+		memory, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("%q: numCpu and memoryMB must be integers", item)
+		}
+		power := types.VirtualMachinePowerStatePoweredOn
+		if f[4] == "off" {
+			power = types.VirtualMachinePowerStatePoweredOff
+		}
+		vm := vms[i]
+		simulator.Map.WithLock(vm, func() {
+			vm.Name, vm.Config.Name, vm.Summary.Config.Name = f[0], f[0], f[0]
+			vm.Config.InstanceUuid, vm.Summary.Config.InstanceUuid = f[1], f[1]
+			vm.Config.Hardware.NumCPU, vm.Summary.Config.NumCpu = int32(cpus), int32(cpus)
+			vm.Config.Hardware.MemoryMB = int32(memory)
+			vm.Summary.Config.MemorySizeMB = int32(memory)
+			vm.Runtime.PowerState, vm.Summary.Runtime.PowerState = power, power
+		})
+	}
+	return nil
 }
 
 // selfSigned makes a P-256 certificate for 127.0.0.1, ::1 and localhost that is its own CA, so

@@ -1,0 +1,76 @@
+"""``timeout_s`` limits the whole collection: building the collector and collecting, together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+
+from resmon.cli import main
+from resmon.contract import HostReport, Target
+from resmon.contract.testing import FakeCollector
+from resmon.registry import register, unregister
+from resmon.store import Store
+
+TIMEOUT_S = 1.0
+
+
+class _SlowBothHalves(FakeCollector):
+    """Each half alone is within the timeout (0.7 × timeout_s); together they are not."""
+
+    name = "slow-halves"
+
+    @classmethod
+    def from_target(cls, target: Target, *, logger: Any) -> Self:
+        time.sleep(target.timeout_s * 0.7)
+        return super().from_target(target, logger=logger)
+
+    def collect(self) -> list[HostReport]:
+        time.sleep(self.target.timeout_s * 0.7)
+        return super().collect()
+
+
+class _Slow(FakeCollector):
+    """Collecting takes four times the timeout."""
+
+    name = "slow-collect"
+
+    def collect(self) -> list[HostReport]:
+        time.sleep(self.target.timeout_s * 4)
+        return super().collect()
+
+
+@pytest.fixture(autouse=True)
+def collectors() -> Iterator[None]:
+    register(_SlowBothHalves)
+    register(_Slow)
+    yield
+    unregister(_SlowBothHalves.name)
+    unregister(_Slow.name)
+
+
+@pytest.mark.parametrize("collector", [_SlowBothHalves.name, _Slow.name])
+def test_the_whole_collection_is_limited_by_timeout_s(tmp_path: Path, collector: str) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    config = tmp_path / "resmon.toml"
+    config.write_text(f"""
+[resmon]
+database_url = "{db}"
+listen = ""
+[[targets]]
+name = "t"
+collector = "{collector}"
+url = "fake://1"
+interval_s = 60
+timeout_s = {TIMEOUT_S}
+""")
+    assert main(["run", "--once", "--config", str(config)]) == 1
+    store = Store(db)
+    [run] = store.runs("t")
+    store.close()
+    assert run.status == "failed" and run.error_kind == "timeout"
+    # Given up at the limit, not at the limit plus some grace.
+    assert TIMEOUT_S <= run.duration_s < TIMEOUT_S + 0.5
