@@ -42,7 +42,7 @@ from resmon.contract import HostState, ProviderKind
 from resmon.store import Store, models
 
 from . import errors
-from ._candidates import CandidateIndex
+from ._candidates import CandidateIndex, candidate_json
 from ._landing import fleet_summary, render_landing
 from ._params import (
     decode_cursor,
@@ -62,6 +62,7 @@ from ._queries import (
     target_statuses,
 )
 from .errors import ApiError
+from .placement_api import placement_router
 from .prometheus import CONTENT_TYPE, render_metrics
 
 __all__ = [
@@ -234,8 +235,22 @@ class AnomalyPage(BaseModel):
 
 class RequestedResource(BaseModel):
     requested: int
-    free: int
+    free: int = Field(description="Free at the provider that supplies it")
     free_after: int = Field(description="free - requested")
+    provider: str = Field(
+        description="API id of the provider that supplies it: the host or a sharing provider"
+    )
+
+
+class SharingProviderOut(BaseModel):
+    """A shared-storage provider that supplies part of a candidate (Placement's sharing
+    provider): the classes it supplies and its inventories."""
+
+    id: str
+    host_id: str
+    hostname: str | None
+    resources: dict[str, int]
+    inventories: dict[str, InventoryRecord]
 
 
 class CandidateOut(BaseModel):
@@ -249,6 +264,7 @@ class CandidateOut(BaseModel):
     stale: bool
     resources: dict[str, RequestedResource]
     inventories: dict[str, InventoryRecord]
+    sharing_providers: list[SharingProviderOut]
 
 
 class CandidateList(BaseModel):
@@ -712,10 +728,12 @@ def create_app(
             bool, Query(description="Also hosts of stale or failed targets")
         ] = False,
     ) -> CandidateList:
-        """Up compute hosts that can take the resources, traits and instance type asked for.
+        """Allocation requests that can take the resources, traits and instance type asked
+        for: an up compute host, plus for classes it lacks (or as an alternative to its own) a
+        sharing provider it is attached to, as Placement's sharing providers do.
 
-        Ordered by the free amount of the first resource class (``most_free`` spreads,
-        ``least_free`` packs); ties in a stable order.
+        Ordered by the free amount of the first resource class at the provider that supplies
+        it (``most_free`` spreads, ``least_free`` packs); ties in a stable order.
         """
         query = CandidateQuery(
             resources=parse_resources(resources),
@@ -730,26 +748,13 @@ def create_app(
         # Plain dicts straight to JSON: building models for hundreds of candidates would cost
         # more than the search; CandidateList documents the shape and the schemathesis test
         # checks the answers against it.
-        out = []
-        for host in found:
-            target = targets[host.target_id]
-            inv = host.inventories
-            out.append(
-                {
-                    "id": encode_host_ref(target.name, host.host_id), "target": target.name,
-                    "host_id": host.host_id, "hostname": host.hostname,
-                    "parent_id": host.parent_id, "hv_type": host.hv_type, "arch": host.arch,
-                    "stale": target.stale,
-                    "resources": {
-                        rc: {"requested": amount, "free": inv[rc]["free"],
-                             "free_after": inv[rc]["free"] - amount}
-                        for rc, amount in query.resources
-                    },
-                    "inventories": inv,
-                }
-            )  # fmt: skip
+        out = [candidate_json(c, query.resources, targets[c.host.target_id]) for c in found]
         return JSONResponse({"candidates": out})  # type: ignore[return-value]
 
+    # The Placement-compatible read API (its own module; left out of this OpenAPI document).
+    app.include_router(
+        placement_router(store, candidate_index, statuses), prefix="/placement", dependencies=auth
+    )
     return app
 
 
