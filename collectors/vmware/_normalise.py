@@ -588,7 +588,7 @@ def _effective_memory_check(cluster: _Props, members: list[_HostResult]) -> list
     if offered <= effective * (1 + _EFFECTIVE_SLACK):
         return []
     return [
-        _anomaly(
+        Anomaly.of(
             "vmware.effective_memory",
             "inventories[MEMORY_MB]",
             f"up hosts offer {offered} MiB for VMs, vSphere's effectiveMemory is {effective} MB: "
