@@ -6,8 +6,9 @@ says how old). Names follow Prometheus conventions: ``resmon_`` prefix, base uni
 (Placement's MEMORY_MB and DISK_GB inventories are exported in bytes, other classes in their own
 unit, e.g. VCPU in CPUs, under ``*_units``), ``_total`` only on counters, identity in ``_info``
 gauges of 1. Labels never clash with the target labels Prometheus adds (``cluster``,
-``datacenter``, ``instance``, ``job``, ``region``): a provider is ``{target, host_id}`` and its
-cluster is the ``parent`` label of ``resmon_host_info``.
+``datacenter``, ``instance``, ``job``, ``region``): a provider is ``{target, host_id}``; its
+parent provider (a managed-object id on vSphere) is the ``parent`` label of ``resmon_host_info``,
+and the names operators know it by are ``datacenter_name`` and ``cluster_name`` there.
 
 :func:`render_metrics` writes the exposition text straight from the rows (a fleet of 10,000 hosts
 is ~300,000 samples; building an object per sample would cost seconds). :class:`StoreCollector`
@@ -105,8 +106,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resmon_stale_hosts": (
         "gauge", "Providers whose target is stale (see resmon_target_stale).", _TARGET),
     "resmon_host_info": (
-        "gauge", "Provider identity and software, always 1.",
-        ("host_id", "target", "hostname", "provider_kind", "parent", "hv_type",
+        "gauge", "Provider identity, location and software, always 1; parent is the parent "
+        "provider's id, datacenter_name and cluster_name the names the hypervisor gives them "
+        "(empty when it reports none).",
+        ("host_id", "target", "hostname", "provider_kind", "parent", "datacenter_name",
+         "cluster_name", "hv_type",
          "hypervisor_version", "arch", "cpu_model", "collector", "collector_version")),
     "resmon_host_state": (
         "gauge", "1 for the provider's current state (up, maintenance, disconnected, ...); one "
@@ -128,6 +132,11 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resmon_host_instances": (
         "gauge", "Instances on the provider per power state (running, paused, suspended, "
         "stopped, other).", ("host_id", "target", "state")),
+    "resmon_storage_provisioned_bytes": (
+        "gauge", "Space the shared storage's disks may grow to in all (used + uncommitted, "
+        "thin provisioning), which may exceed its capacity.", _HOST),
+    "resmon_storage_uncommitted_bytes": (
+        "gauge", "Space the shared storage's thin disks may still grow by.", _HOST),
     "resmon_host_supported_instance_info": (
         "gauge", "An arch/hv_type/vm_mode the provider says it can run, always 1.",
         ("host_id", "target", "arch", "hv_type", "vm_mode")),
@@ -330,11 +339,12 @@ def _write_hosts(
         select(
             _T_HOST.c.id, _T_HOST.c.target_id, _T_HOST.c.host_id, _T_HOST.c.hostname,
             _T_HOST.c.state, _T_HOST.c.collected_at, _T_HOST.c.provider_kind,
-            _T_HOST.c.parent_id, _T_HOST.c.hv_type, _T_HOST.c.hypervisor_version,
-            _T_HOST.c.arch, _T_HOST.c.cpu_model, _T_HOST.c.collector_name,
-            _T_HOST.c.collector_version, _T_HOST.c.observed_cpu_used_mhz,
-            _T_HOST.c.observed_memory_used_bytes, _T_HOST.c.boot_time, _T_HOST.c.health,
-            _T_HOST.c.instance_states,
+            _T_HOST.c.parent_id, _T_HOST.c.datacenter, _T_HOST.c.cluster, _T_HOST.c.hv_type,
+            _T_HOST.c.hypervisor_version, _T_HOST.c.arch, _T_HOST.c.cpu_model,
+            _T_HOST.c.collector_name, _T_HOST.c.collector_version,
+            _T_HOST.c.observed_cpu_used_mhz, _T_HOST.c.observed_memory_used_bytes,
+            _T_HOST.c.boot_time, _T_HOST.c.health, _T_HOST.c.instance_states,
+            _T_HOST.c.storage_provisioned_bytes, _T_HOST.c.storage_uncommitted_bytes,
         ).order_by(_T_HOST.c.id),
         lines,
     )  # fmt: skip
@@ -347,20 +357,27 @@ def _write_hosts(
     booted = lines["resmon_host_boot_timestamp_seconds"]
     health_lines = lines["resmon_host_health"]
     instances = lines["resmon_host_instances"]
+    provisioned = lines["resmon_storage_provisioned_bytes"]
+    uncommitted = lines["resmon_storage_uncommitted_bytes"]
     target_labels = {pk: e(t.name) for pk, t in targets.items()}
-    # The info labels after hostname repeat across a fleet (kind, cluster, hypervisor, CPU):
+    # The info labels after hostname repeat across a fleet (kind, location, hypervisor, CPU):
     # each distinct combination is escaped and formatted once.
     tails: dict[tuple[str | None, ...], str] = {}
     counts: dict[int, int] = {}
     for row in rows:
         pk, target_id, host_id, hostname, host_state, collected_at = row[:6]
-        tail_key = tuple(row[6:14])
-        cpu_mhz, memory_bytes, boot_time, health, instance_states = row[14:]
+        tail_key = tuple(row[6:16])
+        cpu_mhz, memory_bytes, boot_time, health, instance_states = row[16:21]
+        storage_provisioned, storage_uncommitted = row[21:]
         tail = tails.get(tail_key)
         if tail is None:
-            kind, parent, hv_type, version, arch, cpu_model, collector, collector_version = tail_key
+            (
+                kind, parent, datacenter, cluster, hv_type, version, arch, cpu_model, collector,
+                collector_version,
+            ) = tail_key  # fmt: skip
             tail = tails[tail_key] = (
                 f'provider_kind="{e(kind)}",parent="{e(parent or "")}",'
+                f'datacenter_name="{e(datacenter or "")}",cluster_name="{e(cluster or "")}",'
                 f'hv_type="{e(hv_type or "")}",hypervisor_version="{e(version or "")}",'
                 f'arch="{e(arch or "")}",cpu_model="{e(cpu_model or "")}",'
                 f'collector="{e(collector)}",collector_version="{e(collector_version)}"'
@@ -389,6 +406,10 @@ def _write_hosts(
         if instance_states:
             for power_state, count in sorted(instance_states.items()):
                 instances.append(f'{{{host},state="{e(power_state)}"}} {int(count)}')
+        if storage_provisioned is not None:
+            provisioned.append(f"{{{host}}} {storage_provisioned}")
+        if storage_uncommitted is not None:
+            uncommitted.append(f"{{{host}}} {storage_uncommitted}")
     return counts
 
 
@@ -525,8 +546,11 @@ def _write_anomalies(
             out.append("{" + label(("target", "code"), (target.name, code)) + "} " + str(count))
 
 
-def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes:
-    """The ``/metrics`` body for ``store`` (text exposition format 0.0.4).
+def render_metrics(
+    store: Store, *, stale_after_s: float | None = None, now: datetime | None = None
+) -> bytes:
+    """The ``/metrics`` body for ``store`` (text exposition format 0.0.4), with staleness and
+    leases judged as of ``now`` (default: the current time).
 
     A database that fails gives ``resmon_exporter_store_success 0`` and no store families, never
     a failed scrape.
@@ -535,7 +559,7 @@ def render_metrics(store: Store, *, stale_after_s: float | None = None) -> bytes
     lines = _Lines()
     try:
         with store.session() as session:
-            _write(session, lines, datetime.now(UTC), stale_after_s)
+            _write(session, lines, now or datetime.now(UTC), stale_after_s)
         ok = "1"
     except SQLAlchemyError as exc:
         log.error("reading the store for /metrics failed: %s", exc)

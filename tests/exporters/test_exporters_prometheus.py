@@ -63,8 +63,9 @@ def test_values_of_a_populated_store(store: Store) -> None:
     assert value(body, "resmon_host_last_collected_timestamp_seconds", **host0) > 1.7e9
     assert value(
         body, "resmon_host_info", **host0, hostname="host-0.example", provider_kind="compute_host",
-        parent="cluster-1", hv_type="kvm", hypervisor_version="1.2.3", arch="x86_64",
-        cpu_model="FakeCPU", collector="fake", collector_version="1.0",
+        parent="cluster-1", datacenter_name="", cluster_name="", hv_type="kvm",
+        hypervisor_version="1.2.3", arch="x86_64", cpu_model="FakeCPU", collector="fake",
+        collector_version="1.0",
     ) == 1  # fmt: skip
 
 
