@@ -39,10 +39,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resmon.store import models
-
 from ._params import encode_host_ref
 from ._queries import CandidateQuery, TargetStatus, latest_run_id
+from ._tables import HOSTS as _H
+from ._tables import INVENTORIES as _INV
+from ._tables import SUPPORTED_INSTANCES as _SI
+from ._tables import TARGETS as _T
+from ._tables import TRAITS as _TRAITS
 
 __all__ = [
     "CandidateIndex",
@@ -52,11 +55,6 @@ __all__ = [
     "target_generations",
 ]
 
-_H = models.Host.__table__
-_INV = models.Inventory.__table__
-_TRAITS = models.HostTrait.__table__
-_SI = models.SupportedInstance.__table__
-_T = models.Target.__table__
 
 _Key = tuple[str, tuple[str, str, str] | None]
 #: Reloads of a target in one request before the rows read last are used as they are.

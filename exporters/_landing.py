@@ -8,14 +8,11 @@ from html import escape
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from resmon.store import models
-
 from ._queries import TargetStatus
+from ._tables import HOSTS as _H
+from ._tables import INVENTORIES as _INV
 
 __all__ = ["FleetSummary", "fleet_summary", "render_landing"]
-
-_H = models.Host.__table__
-_INV = models.Inventory.__table__
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,11 @@ from typing import Any, Literal
 from sqlalchemy import ScalarSelect, Select, and_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
-from resmon.store import models
+from ._tables import HOSTS as H
+from ._tables import INVENTORIES as INV
+from ._tables import LEASES, RUNS, TRAITS
+from ._tables import SUPPORTED_INSTANCES as SI
+from ._tables import TARGETS as T
 
 __all__ = [
     "Candidate",
@@ -29,14 +33,6 @@ __all__ = [
     "inventories_of",
     "target_statuses",
 ]
-
-H = models.Host.__table__
-INV = models.Inventory.__table__
-TRAITS = models.HostTrait.__table__
-SI = models.SupportedInstance.__table__
-T = models.Target.__table__
-RUNS = models.CollectionRun.__table__
-LEASES = models.TargetLease.__table__
 
 
 def aware(value: datetime | None) -> datetime | None:

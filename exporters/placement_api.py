@@ -50,6 +50,8 @@ from resmon.store import Store, models
 from ._candidates import CandidateIndex, IndexedCandidate, IndexedHost
 from ._params import parse_required, parse_resources
 from ._queries import CandidateQuery, TargetStatus, inventories_of
+from ._tables import HOSTS as _H
+from ._tables import TRAITS as _TRAITS
 from .errors import ApiError
 
 __all__ = [
@@ -68,8 +70,7 @@ _HEADER = "openstack-api-version"
 _VERSION = re.compile(r"^([1-9][0-9]*)\.([0-9]+)$")
 _CODE = "placement.undefined_code"
 _KINDS = ("compute_host", "shared_storage")
-_H = models.Host.__table__
-_TRAITS = models.HostTrait.__table__
+
 #: Largest number of allocation requests computed when the query sets no limit.
 _ALL = 100_000
 

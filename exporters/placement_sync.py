@@ -29,9 +29,11 @@ from keystoneauth1 import adapter, exceptions, session, token_endpoint
 from keystoneauth1.identity import v3
 from sqlalchemy import select
 
-from resmon.store import Store, models
+from resmon.store import Store
 
 from ._queries import inventories_of, target_statuses
+from ._tables import HOSTS as _H
+from ._tables import TRAITS as _TRAITS
 from .placement_api import NAMESPACE, aggregate_uuid, provider_uuid
 
 __all__ = [
@@ -50,8 +52,6 @@ CONFLICT_RETRIES = 5
 #: The consumer type (microversion 1.38) of the standalone consumers holding each provider's use.
 CONSUMER_TYPE = "RESMON_USED"
 _INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit", "step_size", "allocation_ratio")
-_H = models.Host.__table__
-_TRAITS = models.HostTrait.__table__
 
 
 class PlacementSyncError(Exception):

@@ -34,9 +34,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from resmon.contract import units
-from resmon.store import Store, models
+from resmon.store import Store
 
 from ._queries import TargetStatus, target_statuses
+from ._tables import ANOMALIES, HOSTS, INVENTORIES, NUMA_CELLS, RUNS, SUPPORTED_INSTANCES
 
 __all__ = ["CONTENT_TYPE", "FORBIDDEN_LABELS", "METRICS", "StoreCollector", "render_metrics"]
 
@@ -47,12 +48,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Labels Prometheus or federation attach to targets; resmon never uses them.
 FORBIDDEN_LABELS = frozenset({"cluster", "datacenter", "instance", "job", "region"})
 #: Placement classes counted in MiB/GiB, exported in bytes (conversions live in contract.units).
-_T_HOST = models.Host.__table__
-_T_INVENTORY = models.Inventory.__table__
-_T_SUPPORTEDINSTANCE = models.SupportedInstance.__table__
-_T_NUMACELL = models.NumaCell.__table__
-_T_ANOMALY = models.Anomaly.__table__
-_T_COLLECTIONRUN = models.CollectionRun.__table__
 _TO_BYTES: dict[str, int] = {"MEMORY_MB": units.MIB, "DISK_GB": units.GIB}
 _AS_OF = " As of the last collection (collected on the daemon's schedule, not at scrape)."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -268,16 +263,14 @@ def _write_targets(
     runs: dict[int, int] = {
         target_id: count
         for target_id, count in session.execute(
-            select(_T_COLLECTIONRUN.c.target_id, func.count()).group_by(
-                _T_COLLECTIONRUN.c.target_id
-            )
+            select(RUNS.c.target_id, func.count()).group_by(RUNS.c.target_id)
         )
     }
     errors = session.execute(
-        select(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind, func.count())
-        .where(_T_COLLECTIONRUN.c.status != "success")
-        .group_by(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind)
-        .order_by(_T_COLLECTIONRUN.c.target_id, _T_COLLECTIONRUN.c.error_kind)
+        select(RUNS.c.target_id, RUNS.c.error_kind, func.count())
+        .where(RUNS.c.status != "success")
+        .group_by(RUNS.c.target_id, RUNS.c.error_kind)
+        .order_by(RUNS.c.target_id, RUNS.c.error_kind)
     )
     keys = {}
     for t in targets:
@@ -337,15 +330,15 @@ def _write_hosts(
     rows = _stream(
         session,
         select(
-            _T_HOST.c.id, _T_HOST.c.target_id, _T_HOST.c.host_id, _T_HOST.c.hostname,
-            _T_HOST.c.state, _T_HOST.c.collected_at, _T_HOST.c.provider_kind,
-            _T_HOST.c.parent_id, _T_HOST.c.datacenter, _T_HOST.c.cluster, _T_HOST.c.hv_type,
-            _T_HOST.c.hypervisor_version, _T_HOST.c.arch, _T_HOST.c.cpu_model,
-            _T_HOST.c.collector_name, _T_HOST.c.collector_version,
-            _T_HOST.c.observed_cpu_used_mhz, _T_HOST.c.observed_memory_used_bytes,
-            _T_HOST.c.boot_time, _T_HOST.c.health, _T_HOST.c.instance_states,
-            _T_HOST.c.storage_provisioned_bytes, _T_HOST.c.storage_uncommitted_bytes,
-        ).order_by(_T_HOST.c.id),
+            HOSTS.c.id, HOSTS.c.target_id, HOSTS.c.host_id, HOSTS.c.hostname,
+            HOSTS.c.state, HOSTS.c.collected_at, HOSTS.c.provider_kind,
+            HOSTS.c.parent_id, HOSTS.c.datacenter, HOSTS.c.cluster, HOSTS.c.hv_type,
+            HOSTS.c.hypervisor_version, HOSTS.c.arch, HOSTS.c.cpu_model,
+            HOSTS.c.collector_name, HOSTS.c.collector_version,
+            HOSTS.c.observed_cpu_used_mhz, HOSTS.c.observed_memory_used_bytes,
+            HOSTS.c.boot_time, HOSTS.c.health, HOSTS.c.instance_states,
+            HOSTS.c.storage_provisioned_bytes, HOSTS.c.storage_uncommitted_bytes,
+        ).order_by(HOSTS.c.id),
         lines,
     )  # fmt: skip
     e = label.escape
@@ -419,11 +412,11 @@ def _write_inventories(
     rows = _stream(
         session,
         select(
-            _T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class, _T_INVENTORY.c.total,
-            _T_INVENTORY.c.reserved, _T_INVENTORY.c.hypervisor_reserved,
-            _T_INVENTORY.c.operator_reserved, _T_INVENTORY.c.used, _T_INVENTORY.c.capacity,
-            _T_INVENTORY.c.free, _T_INVENTORY.c.allocation_ratio,
-        ).order_by(_T_INVENTORY.c.host_pk, _T_INVENTORY.c.resource_class),
+            INVENTORIES.c.host_pk, INVENTORIES.c.resource_class, INVENTORIES.c.total,
+            INVENTORIES.c.reserved, INVENTORIES.c.hypervisor_reserved,
+            INVENTORIES.c.operator_reserved, INVENTORIES.c.used, INVENTORIES.c.capacity,
+            INVENTORIES.c.free, INVENTORIES.c.allocation_ratio,
+        ).order_by(INVENTORIES.c.host_pk, INVENTORIES.c.resource_class),
         lines,
     )  # fmt: skip
     units_ = [lines[f"resmon_inventory_{name}_units"] for name in _FIELDS]
@@ -470,9 +463,9 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
     for host_pk, arch, hv_type, vm_mode in _stream(
         session,
         select(
-            _T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.arch,
-            _T_SUPPORTEDINSTANCE.c.hv_type, _T_SUPPORTEDINSTANCE.c.vm_mode,
-        ).order_by(_T_SUPPORTEDINSTANCE.c.host_pk, _T_SUPPORTEDINSTANCE.c.id),
+            SUPPORTED_INSTANCES.c.host_pk, SUPPORTED_INSTANCES.c.arch,
+            SUPPORTED_INSTANCES.c.hv_type, SUPPORTED_INSTANCES.c.vm_mode,
+        ).order_by(SUPPORTED_INSTANCES.c.host_pk, SUPPORTED_INSTANCES.c.id),
         lines,
     ):  # fmt: skip
         fragment = instances.get((arch, hv_type, vm_mode))
@@ -496,10 +489,10 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
     for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in _stream(
         session,
         select(
-            _T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id, _T_NUMACELL.c.cpu_count,
-            _T_NUMACELL.c.memory_bytes, _T_NUMACELL.c.free_memory_bytes,
-            cast(_T_NUMACELL.c.huge_pages, Text),
-        ).order_by(_T_NUMACELL.c.host_pk, _T_NUMACELL.c.cell_id),
+            NUMA_CELLS.c.host_pk, NUMA_CELLS.c.cell_id, NUMA_CELLS.c.cpu_count,
+            NUMA_CELLS.c.memory_bytes, NUMA_CELLS.c.free_memory_bytes,
+            cast(NUMA_CELLS.c.huge_pages, Text),
+        ).order_by(NUMA_CELLS.c.host_pk, NUMA_CELLS.c.cell_id),
         lines,
     ):  # fmt: skip
         host = hosts.get(host_pk)
@@ -534,10 +527,10 @@ def _write_anomalies(
     session: Session, lines: _Lines, label: _Labels, targets: dict[int, TargetStatus]
 ) -> None:
     rows = session.execute(
-        select(_T_HOST.c.target_id, _T_ANOMALY.c.code, func.count())
-        .join(_T_HOST, _T_HOST.c.id == _T_ANOMALY.c.host_pk)
-        .group_by(_T_HOST.c.target_id, _T_ANOMALY.c.code)
-        .order_by(_T_HOST.c.target_id, _T_ANOMALY.c.code)
+        select(HOSTS.c.target_id, ANOMALIES.c.code, func.count())
+        .join(HOSTS, HOSTS.c.id == ANOMALIES.c.host_pk)
+        .group_by(HOSTS.c.target_id, ANOMALIES.c.code)
+        .order_by(HOSTS.c.target_id, ANOMALIES.c.code)
     )
     out = lines["resmon_anomalies"]
     for target_id, code, count in rows:
