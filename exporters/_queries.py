@@ -18,9 +18,9 @@ from typing import Any, Literal
 from sqlalchemy import ScalarSelect, Select, and_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
+from ._tables import ANOMALIES, CHANGES, LEASES, RUNS, TRAITS
 from ._tables import HOSTS as H
 from ._tables import INVENTORIES as INV
-from ._tables import LEASES, RUNS, TRAITS
 from ._tables import SUPPORTED_INSTANCES as SI
 from ._tables import TARGETS as T
 
@@ -28,8 +28,17 @@ __all__ = [
     "Candidate",
     "CandidateQuery",
     "TargetStatus",
+    "anomaly_page",
+    "anomaly_select",
     "aware",
     "candidates",
+    "change_page",
+    "host_anomalies",
+    "host_columns",
+    "host_counts",
+    "host_page",
+    "host_stored",
+    "host_with_report",
     "inventories_of",
     "target_statuses",
 ]
@@ -234,3 +243,114 @@ def _candidates_statement(
 
 def count_hosts(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(H)) or 0)
+
+
+# -- the query API's reads ---------------------------------------------------------------------
+
+
+def host_columns() -> list[Any]:
+    """The columns of a host summary (``/v1/hosts``)."""
+    return [
+        H.c.id, H.c.target_id, H.c.host_id, H.c.hostname, H.c.provider_kind, H.c.parent_id,
+        H.c.state, H.c.hv_type, H.c.hypervisor_version, H.c.arch, H.c.cpu_model,
+        H.c.collector_name, H.c.collected_at,
+    ]  # fmt: skip
+
+
+def host_page(
+    session: Session,
+    *,
+    after: int,
+    limit: int,
+    equal: Sequence[tuple[str, str | None]],
+    target_ids: Sequence[int] | None,
+) -> Sequence[Any]:
+    """Up to ``limit + 1`` host rows after row ``after``, in row order: the columns named in
+    ``equal`` equal to their value where it is not None, the target among ``target_ids`` when
+    given."""
+    query = select(*host_columns()).where(H.c.id > after)
+    for column, value in equal:
+        if value is not None:
+            query = query.where(H.c[column] == value)
+    if target_ids is not None:
+        query = query.where(H.c.target_id.in_(target_ids))
+    return session.execute(query.order_by(H.c.id).limit(limit + 1)).all()
+
+
+def host_with_report(session: Session, target_id: int, host_id: str) -> Any | None:
+    """The host's summary columns and its stored report, or None."""
+    return session.execute(
+        select(*host_columns(), H.c.report).where(
+            H.c.target_id == target_id, H.c.host_id == host_id
+        )
+    ).first()
+
+
+def anomaly_select() -> Select[Any]:
+    """Anomalies with their host's id and target id (filter and order as needed)."""
+    return select(
+        ANOMALIES.c.id, ANOMALIES.c.code, ANOMALIES.c.field, ANOMALIES.c.message,
+        ANOMALIES.c.raw_value, ANOMALIES.c.source, ANOMALIES.c.detected_at, H.c.host_id,
+        H.c.target_id,
+    ).join(H, H.c.id == ANOMALIES.c.host_pk)  # fmt: skip
+
+
+def host_anomalies(session: Session, host_pk: int) -> Sequence[Any]:
+    return session.execute(
+        anomaly_select().where(ANOMALIES.c.host_pk == host_pk).order_by(ANOMALIES.c.id)
+    ).all()
+
+
+def anomaly_page(
+    session: Session,
+    *,
+    after: int,
+    limit: int,
+    code: str | None,
+    target_ids: Sequence[int] | None,
+    host: tuple[Sequence[int], str] | None,
+) -> Sequence[Any]:
+    """Up to ``limit + 1`` anomalies after ``after`` in id order, of ``code``, of a target
+    among ``target_ids`` and of ``host`` (its possible target ids, its host_id) when given."""
+    query = anomaly_select().where(ANOMALIES.c.id > after)
+    if code is not None:
+        query = query.where(ANOMALIES.c.code == code)
+    if target_ids is not None:
+        query = query.where(H.c.target_id.in_(target_ids))
+    if host is not None:
+        query = query.where(H.c.target_id.in_(host[0]), H.c.host_id == host[1])
+    return session.execute(query.order_by(ANOMALIES.c.id).limit(limit + 1)).all()
+
+
+def change_page(
+    session: Session, target: str, host_id: str, *, after: int, limit: int
+) -> Sequence[Any]:
+    """Up to ``limit + 1`` capacity changes of the provider after ``after``, oldest first."""
+    return session.execute(
+        select(CHANGES.c.id, CHANGES.c.changed_at, CHANGES.c.resource_class, CHANGES.c.field,
+               CHANGES.c.old_value, CHANGES.c.new_value, CHANGES.c.run_id)
+        .where(CHANGES.c.target_name == target, CHANGES.c.host_id == host_id,
+               CHANGES.c.id > after)
+        .order_by(CHANGES.c.id)
+        .limit(limit + 1)
+    ).all()  # fmt: skip
+
+
+def host_stored(session: Session, target: str, host_id: str) -> bool:
+    """Whether the store holds the provider now."""
+    row = session.execute(
+        select(H.c.id)
+        .join(T, T.c.id == H.c.target_id)
+        .where(T.c.name == target, H.c.host_id == host_id)
+    ).first()
+    return row is not None
+
+
+def host_counts(session: Session) -> dict[int, int]:
+    """Providers per target id."""
+    return {
+        target_id: n
+        for target_id, n in session.execute(
+            select(H.c.target_id, func.count()).group_by(H.c.target_id)
+        )
+    }

@@ -375,6 +375,14 @@ class Store:
         finally:
             os.close(fd)
 
+    def revision(self) -> str | None:
+        """The migration revision the database is at (None before the first migration),
+        bounded like every store call; a database that does not answer raises."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.connection() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
     def is_current(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from resmon.contract import Anomaly, HostReport
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
-from resmon.store import Store, StoreError, TargetSpec, models
+from resmon.store import Store, StoreError, TargetSpec, migration_head, models
 
 SPEC = TargetSpec(name="t1", collector="fake", url="fake://", interval_s=60)
 
@@ -108,3 +109,13 @@ def test_targets_are_isolated(store: Store) -> None:
 def test_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="not valid"):
         Store("no-such-scheme")
+
+
+def test_revision_is_none_before_migrating_and_the_head_after(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        assert s.revision() is None
+        s.upgrade()
+        assert s.revision() == migration_head()
+    finally:
+        s.close()

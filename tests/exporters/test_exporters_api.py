@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from exporters import api as api_module
 from exporters._params import encode_host_ref
 from exporters.api import create_app
+from exporters.routes import targets as targets_routes
 from resmon.store import Store
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schema" / "openapi.json"
@@ -294,7 +295,7 @@ def test_unexpected_errors_are_logged_json_500s(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(api_module, "target_statuses", boom)
+    monkeypatch.setattr(targets_routes, "target_statuses", boom)
     with TestClient(create_app(store), raise_server_exceptions=False) as c:
         item = error(c.get("/v1/targets"), 500)
     assert item["code"] == "resmon.internal_error" and "a bug" not in item["detail"]
