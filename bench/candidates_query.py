@@ -1,6 +1,10 @@
 """Benchmark: GET /v1/candidates over HTTP (uvicorn on 127.0.0.1) with 10,000 hosts in the store,
 on SQLite (a file in a temp dir) and PostgreSQL (a fresh database, dropped afterwards).
 
+A third of the hosts carry no DISK_GB (as vSphere hosts, whose datastores are sharing
+providers); each target also has shared-storage providers (one per 25 hosts) mounted by those
+hosts and by some hosts with local disk, so DISK_GB answers span a host and a sharing provider.
+
 A mix of queries (resources only, with traits, with an instance type, both orders) is sent
 one at a time from a keep-alive client; p50 and p99 are per backend. The last line is exactly
 ``p99_ms_sqlite=<float> p99_ms_postgres=<float>``. Target: p99 <= 20 ms on both.
@@ -20,15 +24,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import uvicorn
 from metrics_render import populate
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from exporters.api import create_app
-from resmon.store import Store
+from resmon.contract import HostReport, Inventory, ProviderKind
+from resmon.contract.testing import fake_report
+from resmon.runner import CollectionOutcome
+from resmon.store import Store, TargetSpec
+from resmon.store.models import Host, Target
 
 QUERIES = [
     "resources=VCPU:4,MEMORY_MB:8192",
@@ -38,7 +47,14 @@ QUERIES = [
     "resources=VCPU:2&required=HW_CPU_X86_AVX512F&instance=x86_64/qemu/hvm&limit=10",
     "resources=MEMORY_MB:500000",  # nothing fits: the whole range is searched
     "resources=DISK_GB:100,VCPU:1&required=!HW_CPU_X86_SSE42&order=least_free&limit=200",
+    # Sharing providers in the answers: disk first (ordered by the datastores' free space) and
+    # a trait only some datastores have.
+    "resources=DISK_GB:40,VCPU:2,MEMORY_MB:4096&limit=50",
+    "resources=VCPU:4,DISK_GB:200&required=CUSTOM_VMWARE_DATASTORE_NFS&order=least_free",
 ]
+
+#: Hosts per shared-storage provider, and how many providers each host with local disk mounts.
+SHARED_PER = 25
 
 
 def _free_port() -> int:
@@ -90,11 +106,48 @@ def measure(store: Store, requests: int, label: str) -> float:
     return p99
 
 
+def add_shared_storage(store: Store) -> None:
+    """Re-record each target with every third host diskless and its shared storage added."""
+    with store.session() as session:
+        by_target: dict[str, list[HostReport]] = {}
+        for name, report in session.execute(
+            select(Target.name, Host.report).join(Host.target).order_by(Host.id)
+        ):
+            by_target.setdefault(name, []).append(HostReport.model_validate(report))
+    for name, reports in by_target.items():
+        for n, report in enumerate(reports):
+            if n % 3 == 0:
+                kept = [i for i in report.inventories if i.resource_class != "DISK_GB"]
+                report.inventories = kept
+        shared = []
+        for first in range(0, len(reports), SHARED_PER):
+            ds = fake_report(f"datastore-{first // SHARED_PER}", target=name,
+                             traits=("MISC_SHARES_VIA_AGGREGATE",))  # fmt: skip
+            ds.provider_kind = ProviderKind.SHARED_STORAGE
+            ds.hypervisor = ds.cpu = ds.memory = None
+            ds.supported_instances = []
+            total = (4000, 8000, 16000)[first % 3]
+            ds.inventories = [Inventory(resource_class="DISK_GB", total=total, used=first % total)]
+            if first % 2:
+                ds.traits.append("CUSTOM_VMWARE_DATASTORE_NFS")
+            # Every diskless host, and every fourth host with local disk (both answers).
+            group = enumerate(reports[first : first + SHARED_PER], first)
+            mounted = [r.identity.host_id for n, r in group if n % 3 == 0 or n % 4 == 0]
+            ds.shared_with = sorted(mounted)
+            shared.append(ds)
+        outcome = CollectionOutcome(
+            target=name, collector="fake", started_at=datetime.now(UTC), duration_s=1.5,
+            reports=reports + shared,
+        )  # fmt: skip
+        store.record(TargetSpec(name, "fake", "fake://", interval_s=3600.0), outcome)
+
+
 def prepared(url: str, hosts: int) -> Store:
     store = Store(url)
     store.upgrade()
     start = time.perf_counter()
     populate(store, hosts)
+    add_shared_storage(store)
     with store.engine.begin() as conn:  # what autovacuum / a periodic ANALYZE would do
         conn.execute(text("ANALYZE"))
     print(f"populated {hosts} hosts in {time.perf_counter() - start:.1f}s ({url.split(':')[0]})")

@@ -17,13 +17,22 @@ It is a read-through cache, never a second source of truth:
   targets collected in between, so that a target's rows come from one committed state; if
   collections keep landing, the next request loads again.
 - Staleness is not cached: it comes with the target statuses read for each request.
+
+Sharing providers follow Placement's rules. An up ``shared_storage`` provider serves the up
+compute hosts its report lists in ``shared_with`` (same target). A candidate is an allocation
+request: one host, and per requested class the provider that supplies it, the host itself or one
+of its sharing providers, within that provider's free amount and unit limits. Every combination
+is an answer (a host with local DISK_GB and a shared datastore gives two). Required traits are
+looked for on the host and the providers of the answer together, forbidden ones on none of them.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +41,16 @@ from sqlalchemy.orm import Session
 
 from resmon.store import models
 
+from ._params import encode_host_ref
 from ._queries import CandidateQuery, TargetStatus, latest_run_id
 
-__all__ = ["CandidateIndex", "IndexedHost", "target_generations"]
+__all__ = [
+    "CandidateIndex",
+    "IndexedCandidate",
+    "IndexedHost",
+    "candidate_json",
+    "target_generations",
+]
 
 _H = models.Host.__table__
 _INV = models.Inventory.__table__
@@ -55,10 +71,11 @@ def target_generations(session: Session) -> dict[int, int | None]:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class IndexedHost:
-    """An up compute host as a candidate query needs it.
+    """An up compute host or sharing provider as a candidate query needs it.
 
     ``inventories`` are the API's records ordered by resource class (shared by every answer;
     never mutated); ``limits`` are ``(row id, free, min_unit, max_unit, step_size)`` per class.
+    ``sharers`` are the pks of the up sharing providers a compute host is attached to (sorted).
     """
 
     pk: int
@@ -72,6 +89,15 @@ class IndexedHost:
     instances: frozenset[tuple[str, str, str]]
     inventories: dict[str, dict[str, Any]]
     limits: dict[str, tuple[int, int, int, int, int]]
+    provider_kind: str = "compute_host"
+    sharers: tuple[int, ...] = ()
+
+    def supplies(self, resource_class: str, amount: int) -> bool:
+        limit = self.limits.get(resource_class)
+        if limit is None:
+            return False
+        _row_id, free, min_unit, max_unit, step_size = limit
+        return free >= amount and _fits(amount, min_unit, max_unit, step_size)
 
     def fits(self, resources: Iterable[tuple[str, int]]) -> bool:
         """Placement's rules, as in the SQL: the host has every class, with ``amount`` free,
@@ -84,6 +110,15 @@ class IndexedHost:
             if free < amount or not _fits(amount, min_unit, max_unit, step_size):
                 return False
         return True
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class IndexedCandidate:
+    """An allocation request: ``host`` and, per requested class in the query's order, the
+    provider that supplies it (the host itself or one of its sharing providers)."""
+
+    host: IndexedHost
+    sources: tuple[IndexedHost, ...]
 
 
 def _fits(amount: int, min_unit: int, max_unit: int, step_size: int) -> bool:
@@ -105,6 +140,9 @@ class _Target:
 
     hosts: dict[int, IndexedHost]
     entries: _Entries
+    sharers: dict[int, IndexedHost] = field(default_factory=dict)
+    #: Per resource class, ``(free, inventory row id, sharer pk)`` sorted ascending.
+    sharer_entries: dict[str, list[_Entry]] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +153,10 @@ class _Snapshot:
     targets: dict[int, _Target] = field(default_factory=dict)  # by target id
     entries: _Entries = field(default_factory=dict)  # every target's, merged
     hosts: dict[int, IndexedHost] = field(default_factory=dict)  # every target's, by pk
+    sharers: dict[int, IndexedHost] = field(default_factory=dict)  # every target's, by pk
+    sharer_entries: dict[str, list[_Entry]] = field(default_factory=dict)  # merged
+    #: For each sharing provider pk, the pks of the hosts it serves (sorted).
+    served: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 class CandidateIndex:
@@ -129,42 +171,113 @@ class CandidateIndex:
 
     def search(
         self, session: Session, query: CandidateQuery, targets: Collection[TargetStatus]
-    ) -> list[IndexedHost]:
-        """The hosts that fit ``query``, best first, at most ``query.limit``.
+    ) -> list[IndexedCandidate]:
+        """The allocation requests that fit ``query``, best first, at most ``query.limit``.
 
         ``targets`` are every target as just read (:func:`target_statuses`): their staleness
         and generations. Hosts of stale targets fit only with ``query.include_stale``.
+
+        Ordered by the free amount of the first class at the provider that supplies it, then
+        that inventory row, then the host (the order of the SQL when no sharing provider takes
+        part); the answers of one host and supplier of the first class in a stable order.
         """
         snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
         fresh_target_ids = None if query.include_stale else {t.id for t in targets if not t.stale}
         resource_class, amount = query.resources[0]
         # Walk the hosts by the first class's free amount, as the SQL's index scan does, in
         # the list of the instance type asked for (if any), from the first entry that has
-        # ``amount`` free; stop at ``limit`` fits.
+        # ``amount`` free; stop at ``limit`` fits. Answers whose first class comes from a
+        # sharing provider are walked the same way over the sharers' entries and merged in.
+        most_free = query.order == "most_free"
         entries = snapshot.entries.get((resource_class, query.instance), [])
+        local = self._walk(entries, amount, most_free)
+        streams: list[Iterator[tuple[_Entry, IndexedCandidate]]] = [
+            self._local_answers(snapshot, query, local, fresh_target_ids)
+        ]
+        shared_entries = snapshot.sharer_entries.get(resource_class)
+        if shared_entries:
+            walk = self._walk(shared_entries, amount, most_free)
+            streams.append(self._shared_answers(snapshot, query, walk, fresh_target_ids))
+        answers = (
+            streams[0]
+            if len(streams) == 1
+            else heapq.merge(*streams, key=_entry_key, reverse=most_free)
+        )
+        return [candidate for _, candidate in itertools.islice(answers, query.limit)]
+
+    def sharing_providers(
+        self, session: Session, targets: Collection[TargetStatus]
+    ) -> list[IndexedHost]:
+        """The up sharing providers (by pk) as of the targets just read."""
+        snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
+        return [snapshot.sharers[pk] for pk in sorted(snapshot.sharers)]
+
+    @staticmethod
+    def _walk(entries: list[_Entry], amount: int, most_free: bool) -> Iterable[_Entry]:
         start = bisect.bisect_left(entries, amount, key=_free)
-        if query.order == "most_free":
-            walk: Iterable[_Entry] = reversed(entries[start:])
-        else:
-            walk = entries[start:]
+        if most_free:
+            return reversed(entries[start:])
+        return itertools.islice(entries, start, None)
+
+    @staticmethod
+    def _local_answers(
+        snapshot: _Snapshot,
+        query: CandidateQuery,
+        walk: Iterable[_Entry],
+        fresh_target_ids: set[int] | None,
+    ) -> Iterator[tuple[_Entry, IndexedCandidate]]:
+        """Answers in which the host supplies the first class itself."""
+        resource_class, amount = query.resources[0]
         required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
-        hosts = snapshot.hosts
-        found: list[IndexedHost] = []
-        for _, _, pk in walk:
-            host = hosts[pk]
+        hosts, sharers = snapshot.hosts, snapshot.sharers
+        shared_classes = snapshot.sharer_entries.keys()
+        shares_rest = any(rc in shared_classes for rc, _ in rest)
+        for entry in walk:
+            host = hosts[entry[2]]
             if fresh_target_ids is not None and host.target_id not in fresh_target_ids:
-                continue
-            if not required <= host.traits or not forbidden.isdisjoint(host.traits):
                 continue
             _, _, min_unit, max_unit, step_size = host.limits[resource_class]
             if not _fits(amount, min_unit, max_unit, step_size):
                 continue
-            if rest and not host.fits(rest):
+            if not (host.sharers and shares_rest):
+                # The host alone: the common case, and the only one without sharers.
+                if not required <= host.traits or not forbidden.isdisjoint(host.traits):
+                    continue
+                if rest and not host.fits(rest):
+                    continue
+                yield entry, IndexedCandidate(host, (host,) * len(query.resources))
                 continue
-            found.append(host)
-            if len(found) == query.limit:
-                break
-        return found
+            attached = [sharers[pk] for pk in host.sharers]
+            for sources in _combinations(host, (host,), attached, rest):
+                if _traits_fit(host, sources, required, forbidden):
+                    yield entry, IndexedCandidate(host, sources)
+
+    @staticmethod
+    def _shared_answers(
+        snapshot: _Snapshot,
+        query: CandidateQuery,
+        walk: Iterable[_Entry],
+        fresh_target_ids: set[int] | None,
+    ) -> Iterator[tuple[_Entry, IndexedCandidate]]:
+        """Answers in which a sharing provider supplies the first class."""
+        required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
+        hosts, sharers = snapshot.hosts, snapshot.sharers
+        descending = query.order == "most_free"
+        for free, row_id, sharer_pk in walk:
+            sharer = sharers[sharer_pk]
+            if fresh_target_ids is not None and sharer.target_id not in fresh_target_ids:
+                continue
+            if not sharer.supplies(*query.resources[0]):
+                continue
+            served = snapshot.served.get(sharer_pk, ())
+            for host_pk in reversed(served) if descending else served:
+                host = hosts[host_pk]
+                if query.instance is not None and query.instance not in host.instances:
+                    continue
+                attached = [sharers[pk] for pk in host.sharers]
+                for sources in _combinations(host, (sharer,), attached, rest):
+                    if _traits_fit(host, sources, required, forbidden):
+                        yield (free, row_id, host_pk), IndexedCandidate(host, sources)
 
     def _current(self, session: Session, generations: dict[int, int | None]) -> _Snapshot:
         snapshot = self._snapshot
@@ -192,20 +305,72 @@ def _free(entry: _Entry) -> int:
     return entry[0]
 
 
+def _entry_key(item: tuple[_Entry, IndexedCandidate]) -> _Entry:
+    return item[0]
+
+
+def _combinations(
+    host: IndexedHost,
+    first: tuple[IndexedHost, ...],
+    attached: list[IndexedHost],
+    rest: tuple[tuple[str, int], ...],
+) -> Iterator[tuple[IndexedHost, ...]]:
+    """Every choice of supplier for the classes of ``rest`` (the host first, then its sharing
+    providers by pk), after the supplier(s) already chosen in ``first``."""
+    options = []
+    for resource_class, amount in rest:
+        choice = [p for p in (host, *attached) if p.supplies(resource_class, amount)]
+        if not choice:
+            return
+        options.append(choice)
+    for chosen in itertools.product(*options):
+        yield first + chosen
+
+
+def _traits_fit(
+    host: IndexedHost,
+    sources: tuple[IndexedHost, ...],
+    required: frozenset[str],
+    forbidden: frozenset[str],
+) -> bool:
+    """Placement's rule for one request group: required traits on the providers of the answer
+    taken together, forbidden traits on none of them. The host always counts, even when its
+    sharing providers supply every class: a candidate is a place to run on."""
+    if not required and not forbidden:
+        return True
+    traits = set(host.traits)
+    for provider in sources:
+        traits |= provider.traits
+    return required <= traits and forbidden.isdisjoint(traits)
+
+
 def _merge(generations: dict[int, int | None], targets: dict[int, _Target]) -> _Snapshot:
     """The snapshot of ``targets``: their sorted entries merged (sort finds the sorted runs)."""
     merged: _Entries = {}
     hosts: dict[int, IndexedHost] = {}
+    sharers: dict[int, IndexedHost] = {}
+    sharer_entries: dict[str, list[_Entry]] = {}
     for target in targets.values():
         hosts.update(target.hosts)
+        sharers.update(target.sharers)
         for key, entries in target.entries.items():
             merged.setdefault(key, []).extend(entries)
-    for entries in merged.values():
+        for resource_class, entries in target.sharer_entries.items():
+            sharer_entries.setdefault(resource_class, []).extend(entries)
+    for entries in itertools.chain(merged.values(), sharer_entries.values()):
         entries.sort()
-    return _Snapshot(generations=generations, targets=targets, entries=merged, hosts=hosts)
+    served: dict[int, list[int]] = {}
+    for host in hosts.values():
+        for sharer_pk in host.sharers:
+            served.setdefault(sharer_pk, []).append(host.pk)
+    return _Snapshot(
+        generations=generations, targets=targets, entries=merged, hosts=hosts, sharers=sharers,
+        sharer_entries=sharer_entries,
+        served={pk: tuple(sorted(pks)) for pk, pks in served.items()},
+    )  # fmt: skip
 
 
-def _target(hosts: Iterable[IndexedHost]) -> _Target:
+def _target(hosts: Iterable[IndexedHost], sharers: Iterable[IndexedHost]) -> _Target:
     by_pk: dict[int, IndexedHost] = {}
     entries: _Entries = {}
     for host in hosts:
@@ -215,30 +380,39 @@ def _target(hosts: Iterable[IndexedHost]) -> _Target:
             entries.setdefault((resource_class, None), []).append(entry)
             for instance in host.instances:
                 entries.setdefault((resource_class, instance), []).append(entry)
-    for sorted_entries in entries.values():
+    sharers_by_pk: dict[int, IndexedHost] = {}
+    sharer_entries: dict[str, list[_Entry]] = {}
+    for sharer in sharers:
+        sharers_by_pk[sharer.pk] = sharer
+        for resource_class, (row_id, free, *_rest) in sharer.limits.items():
+            sharer_entries.setdefault(resource_class, []).append((free, row_id, sharer.pk))
+    for sorted_entries in itertools.chain(entries.values(), sharer_entries.values()):
         sorted_entries.sort()
-    return _Target(hosts=by_pk, entries=entries)
+    return _Target(
+        hosts=by_pk, entries=entries, sharers=sharers_by_pk, sharer_entries=sharer_entries
+    )
 
 
 def _load(session: Session, target_ids: list[int]) -> dict[int, _Target]:
-    """The up compute hosts of ``target_ids`` with their inventories, traits and instances."""
+    """The up compute hosts and sharing providers of ``target_ids`` with their inventories,
+    traits, instances and (for hosts) the sharing providers they are attached to."""
     if not target_ids:
         return {}
-    out: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
-    hosts = session.execute(
+    kinds = ("compute_host", "shared_storage")
+    rows = session.execute(
         select(
             _H.c.id, _H.c.target_id, _H.c.host_id, _H.c.hostname, _H.c.parent_id, _H.c.hv_type,
-            _H.c.arch,
+            _H.c.arch, _H.c.provider_kind,
         )
         .where(
             _H.c.target_id.in_(target_ids),
-            _H.c.provider_kind == "compute_host",
+            _H.c.provider_kind.in_(kinds),
             _H.c.state == "up",
         )
         .order_by(_H.c.id)
     ).all()  # fmt: skip
     pks = select(_H.c.id).where(
-        _H.c.target_id.in_(target_ids), _H.c.provider_kind == "compute_host", _H.c.state == "up"
+        _H.c.target_id.in_(target_ids), _H.c.provider_kind.in_(kinds), _H.c.state == "up"
     )
     inventories: dict[int, dict[str, dict[str, Any]]] = {}
     limits: dict[int, dict[str, tuple[int, int, int, int, int]]] = {}
@@ -270,13 +444,53 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, _Target]:
         )
     ).all():
         instances.setdefault(host_pk, set()).add((arch, hv_type, vm_mode))
-    for pk, target_id, host_id, hostname, parent_id, hv_type, arch in hosts:
-        out[target_id].append(
-            IndexedHost(
-                pk=pk, target_id=target_id, host_id=host_id, hostname=hostname,
-                parent_id=parent_id, hv_type=hv_type, arch=arch,
-                traits=frozenset(traits.get(pk, ())), instances=frozenset(instances.get(pk, ())),
-                inventories=inventories.get(pk, {}), limits=limits.get(pk, {}),
-            )
+    # Which hosts each sharing provider serves is in its report only (a handful of rows).
+    sharer_pks = [r.id for r in rows if r.provider_kind == "shared_storage"]
+    attached: dict[tuple[int, str], list[int]] = {}
+    if sharer_pks:
+        for pk, target_id, report in session.execute(
+            select(_H.c.id, _H.c.target_id, _H.c.report).where(_H.c.id.in_(sharer_pks))
+        ):
+            for host_id in report.get("shared_with") or ():
+                attached.setdefault((target_id, host_id), []).append(pk)
+    hosts: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
+    sharers: dict[int, list[IndexedHost]] = {t: [] for t in target_ids}
+    for pk, target_id, host_id, hostname, parent_id, hv_type, arch, kind in rows:
+        provider = IndexedHost(
+            pk=pk, target_id=target_id, host_id=host_id, hostname=hostname,
+            parent_id=parent_id, hv_type=hv_type, arch=arch,
+            traits=frozenset(traits.get(pk, ())), instances=frozenset(instances.get(pk, ())),
+            inventories=inventories.get(pk, {}), limits=limits.get(pk, {}), provider_kind=kind,
+            sharers=tuple(sorted(attached.get((target_id, host_id), ()))),
         )  # fmt: skip
-    return {target_id: _target(target_hosts) for target_id, target_hosts in out.items()}
+        (sharers if kind == "shared_storage" else hosts)[target_id].append(provider)
+    return {t: _target(hosts[t], sharers[t]) for t in target_ids}
+
+
+def candidate_json(
+    candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: TargetStatus
+) -> dict[str, Any]:
+    """One ``/v1/candidates`` answer as plain JSON (the API's ``CandidateOut``): building models
+    for hundreds of candidates would cost more than the search."""
+    host = candidate.host
+    requested: dict[str, dict[str, Any]] = {}
+    shared: dict[int, dict[str, Any]] = {}
+    for (resource_class, amount), source in zip(resources, candidate.sources, strict=True):
+        source_id = encode_host_ref(target.name, source.host_id)
+        free = source.inventories[resource_class]["free"]
+        requested[resource_class] = {
+            "requested": amount, "free": free, "free_after": free - amount, "provider": source_id,
+        }  # fmt: skip
+        if source is not host:
+            entry = shared.setdefault(source.pk, {
+                "id": source_id, "host_id": source.host_id, "hostname": source.hostname,
+                "resources": {}, "inventories": source.inventories,
+            })  # fmt: skip
+            entry["resources"][resource_class] = amount
+    return {
+        "id": encode_host_ref(target.name, host.host_id), "target": target.name,
+        "host_id": host.host_id, "hostname": host.hostname, "parent_id": host.parent_id,
+        "hv_type": host.hv_type, "arch": host.arch, "stale": target.stale,
+        "resources": requested, "inventories": host.inventories,
+        "sharing_providers": list(shared.values()),
+    }  # fmt: skip

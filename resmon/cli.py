@@ -80,7 +80,8 @@ def _add_adhoc_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--target", metavar="COLLECTOR=URL", action="append", default=[],
-        help="any installed collector; repeatable",
+        help="any installed collector (--libvirt, --vcenter and --hyperv are shorthands for "
+        "libvirt=, vmware= and hyperv=); repeatable",
     )  # fmt: skip
     group.add_argument(
         "--password-env", metavar="VAR", help="environment variable with the password"
@@ -138,6 +139,14 @@ def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="apply the migrations")
     _add_config_arguments(upgrade)
+
+    placement = sub.add_parser("placement", help="OpenStack Placement")
+    placement_sub = placement.add_subparsers(
+        dest="placement_command", required=True, metavar="ACTION"
+    )
+    _add_placement_sync_arguments(placement_sub.add_parser(
+        "sync", help="make a Placement hold the stored providers, inventories and traits"
+    ))  # fmt: skip
 
     schema = sub.add_parser("schema", help="the report schema")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
@@ -333,7 +342,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resmon.daemon import ApiBindError, Daemon, install_stop_signals, start_api_server
+    from resmon.daemon import ApiBindError, Daemon, install_stop_signals
 
     stop_event = threading.Event()
     if not args.once:  # first: a SIGTERM during start-up must stop the daemon, not kill it
@@ -353,10 +362,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{o.target}: {status} ({len(o.reports)} providers, {hosts} compute hosts, "
                   f"{o.duration_s:.3f}s) -> {config.resmon.database_url}")  # fmt: skip
         return _print_failures(outcomes) if any(not o.ok for o in outcomes) else 0
-    server = None
     if address is not None:
         try:
-            server = start_api_server(config, store, address)
+            daemon.start_server()
         except ApiBindError as exc:
             daemon.shutdown()
             store.close()
@@ -370,8 +378,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         daemon.run()
     finally:
-        if server is not None:
-            server.should_exit = True
+        daemon.stop_server()
         store.close()
     log.info("stopped")
     _exit_now_if_threads_linger(0)
@@ -459,6 +466,74 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_placement_sync_arguments(sync: argparse.ArgumentParser) -> None:
+    _add_config_arguments(sync)
+    sync.add_argument("--endpoint", help="Placement URL (needed with noauth; else from Keystone)")
+    sync.add_argument(
+        "--auth-type", choices=("noauth", "password", "application_credential"), default="noauth"
+    )
+    sync.add_argument("--auth-url", help="Keystone v3 URL")
+    sync.add_argument("--username")
+    sync.add_argument("--project-name")
+    sync.add_argument("--application-credential-id")
+    sync.add_argument(
+        "--secret-env", metavar="VAR",
+        help="environment variable holding the password or application credential secret",
+    )  # fmt: skip
+    sync.add_argument("--cacert", help="CA bundle to verify Placement's and Keystone's TLS")
+    sync.add_argument("--insecure", action="store_true", help="do not verify TLS (tests only)")
+    sync.add_argument("--mode", choices=("nova", "standalone"), default="nova")
+    sync.add_argument("--fold-used-into-reserved", action="store_true")
+    sync.add_argument("--remove-missing", action="store_true")
+
+
+def cmd_placement(args: argparse.Namespace) -> int:
+    from exporters.placement_sync import (
+        PlacementSyncError,
+        SyncOptions,
+        placement_adapter,
+        sync,
+    )
+
+    config = _load(args)
+    auth: dict[str, str] = {}
+    if args.auth_type != "noauth":
+        secret = os.environ.get(args.secret_env or "", "")
+        if not args.auth_url or not secret:
+            raise ConfigError(f"--auth-type {args.auth_type} needs --auth-url and --secret-env")
+        auth["auth_url"] = args.auth_url
+        if args.auth_type == "password":
+            auth.update(username=args.username or "", password=secret,
+                        project_name=args.project_name or "")  # fmt: skip
+        else:
+            auth.update(application_credential_id=args.application_credential_id or "",
+                        application_credential_secret=secret)  # fmt: skip
+    elif not args.endpoint:
+        raise ConfigError("--auth-type noauth needs --endpoint")
+    api = placement_adapter(
+        args.endpoint, auth_type=args.auth_type, auth=auth,
+        verify=False if args.insecure else (args.cacert or True),
+    )  # fmt: skip
+    store = _open_store(config)
+    options = SyncOptions(
+        mode=args.mode, fold_used_into_reserved=args.fold_used_into_reserved,
+        remove_missing=args.remove_missing,
+    )  # fmt: skip
+    try:
+        result = sync(store, api, options)
+    except PlacementSyncError as exc:
+        print(f"resmon: placement sync failed: {exc.kind}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(
+        f"placement sync: {result.providers} providers, {result.writes} writes "
+        f"({result.created} created, {result.removed} removed, "
+        f"{result.conflicts_retried} conflicts retried)"
+    )
+    return 0
+
+
 def cmd_normalise(args: argparse.Namespace) -> int:
     cls = load_collector(args.collector)
     inputs: dict[str, list[Path]] = {}
@@ -483,6 +558,7 @@ COMMANDS = {
     "db": cmd_db,
     "schema": cmd_schema,
     "normalise": cmd_normalise,
+    "placement": cmd_placement,
 }
 
 

@@ -61,7 +61,10 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "environmentBrowser", "host", "summary.effectiveMemory"),
+    "ComputeResource": ("name", "parent", "environmentBrowser", "host", "summary.effectiveMemory"),
+    # Only to name the datacenter a host is in: folders link compute resources up to it.
+    "Folder": ("parent",),
+    "Datacenter": ("name",),
     "ClusterComputeResource": ("summary.currentEVCModeKey", "configuration.dasConfig"),
     "Datastore": (
         "summary.name",

@@ -100,14 +100,14 @@ class GoldenLibvirtd:
 def golden_libvirtd(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Any]]:
     """The libvirt collector, whose connections are GoldenLibvirtd."""
     pytest.importorskip("libvirt")
-    from collectors.libvirt import LibvirtCollector, _collector
+    from collectors.libvirt import LibvirtCollector, _connection
 
-    real_open = _collector.open_connection
+    real_open = _connection.open_connection
 
     def open_golden(uri: str, **kwargs: Any) -> GoldenLibvirtd:
         return GoldenLibvirtd(real_open(uri, **kwargs))
 
-    monkeypatch.setattr(_collector, "open_connection", open_golden)
+    monkeypatch.setattr(_connection, "open_connection", open_golden)
     yield LibvirtCollector
 
 
@@ -234,28 +234,34 @@ def test_policy_changes_every_driver_alike(golden_libvirtd: type[Any], tmp_path:
         "hyperv": hyperv_reports("running"),
         "localhost": localhost_reports("running", tmp_path),
     }
-    capacities = {}
+    capacities: dict[str, dict[str, tuple[int, float, int, int]]] = {}
+    expected: dict[str, dict[str, tuple[int, float, int, int]]] = {}
     for driver, reports in by_driver.items():
         assert reports is not None
         host = next(r for r in settle(reports, policy) if r.provider_kind == "compute_host")
-        # What the hypervisor itself holds is a fact of that hypervisor (Hyper-V's root
-        # partition, docs/consistency.md); the policy adds the same on top of it everywhere.
+        # Capacity after what the hypervisor itself holds (declared where it differs), and the
+        # policy's part: the same for every driver.
         capacities[driver] = {
             inv.resource_class: (
-                inv.reserved - inv.hypervisor_reserved,
+                inv.operator_reserved,
                 inv.allocation_ratio,
-                int((inv.total - inv.reserved) * inv.allocation_ratio),
+                inv.reserved - inv.hypervisor_reserved,
                 inv.capacity,
             )
             for inv in host.inventories
             if inv.resource_class in ("VCPU", "MEMORY_MB")
         }
-    for driver, found in capacities.items():
-        assert found["VCPU"][:2] == (2, 2.0), driver
-        assert found["MEMORY_MB"][:2] == (4096, 1.5), driver
-        for resource_class, (_, _, formula, capacity) in found.items():
-            assert capacity == formula, (driver, resource_class)
-    assert {found["VCPU"][3] for found in capacities.values()} == {(GOLDEN_HOST.cpus - 2) * 2}
+        held = {inv.resource_class: inv.hypervisor_reserved for inv in host.inventories}
+        expected[driver] = {
+            "VCPU": (2, 2.0, 2, (GOLDEN_HOST.cpus - held["VCPU"] - 2) * 2),
+            "MEMORY_MB": (
+                4096,
+                1.5,
+                4096,
+                int((GOLDEN_HOST.memory_mib - held["MEMORY_MB"] - 4096) * 1.5),
+            ),
+        }
+    assert capacities == expected
 
 
 # -- vSphere through the simulator -------------------------------------------------------------

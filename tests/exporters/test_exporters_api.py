@@ -178,7 +178,13 @@ def test_candidates(client: TestClient) -> None:
     # most_free by VCPU: arm-0 128 free, host-1 32, host-0 54.
     assert [c["host_id"] for c in found] == ["arm-0", "host-0", "host-1"]
     host0 = found[1]
-    assert host0["resources"]["VCPU"] == {"requested": 4, "free": 54, "free_after": 50}
+    assert host0["resources"]["VCPU"] == {
+        "requested": 4,
+        "free": 54,
+        "free_after": 50,
+        "provider": host0["id"],
+    }
+    assert host0["sharing_providers"] == []
     assert host0["resources"]["MEMORY_MB"]["free"] == 32768 - 512 - 4096
     assert host0["inventories"]["DISK_GB"]["capacity"] == 100
     assert host0["id"] == encode_host_ref("kvm-a", "host-0") and host0["stale"] is False

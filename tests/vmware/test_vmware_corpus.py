@@ -227,6 +227,7 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert host.running_instances.count == 0
     assert host.health is Health.OK  # overallStatus green
     assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+    assert host.location is not None and host.location.cluster == "cluster-a"
 
 
 def test_real_host_system_reservations(reports: list[HostReport]) -> None:

@@ -1,0 +1,316 @@
+"""Make a real OpenStack Placement hold what resmon knows (``resmon placement sync``).
+
+What is written, per provider of the ``/placement`` read API's model (compute hosts and
+shared-storage providers, each its own root; see :mod:`exporters.placement_api` for why clusters
+are not parents): the provider (same uuid and name), its inventories, its traits (custom ones
+created first) plus ``CUSTOM_RESMON_MANAGED``, and its aggregates (a sharing provider and the
+hosts it serves share one). Only providers carrying ``CUSTOM_RESMON_MANAGED`` are ever removed,
+and only with ``remove_missing``.
+
+Modes: ``nova`` writes inventories and traits only (Nova owns allocations); with
+``fold_used_into_reserved`` the use resmon sees is added to ``reserved`` (for instances Nova
+does not know). ``standalone`` also writes one consumer per provider (uuid5 of the provider)
+holding its ``used``, so a Placement without Nova sees the fleet's use.
+
+Every write is preceded by a read and skipped when Placement already holds the value, so a
+sync with nothing changed makes no writes. A 409 (the provider's generation moved under us)
+is retried after reading the provider again, up to ``CONFLICT_RETRIES`` times.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from keystoneauth1 import adapter, exceptions, session, token_endpoint
+from keystoneauth1.identity import v3
+from sqlalchemy import select
+
+from resmon.store import Store, models
+
+from ._queries import inventories_of, target_statuses
+from .placement_api import NAMESPACE, aggregate_uuid, provider_uuid
+
+__all__ = [
+    "MANAGED_TRAIT",
+    "PlacementSyncError",
+    "SyncOptions",
+    "SyncResult",
+    "desired_state",
+    "placement_adapter",
+    "sync",
+]
+
+MANAGED_TRAIT = "CUSTOM_RESMON_MANAGED"
+MICROVERSION = "1.39"
+CONFLICT_RETRIES = 5
+#: The consumer type (microversion 1.38) of the standalone consumers holding each provider's use.
+CONSUMER_TYPE = "RESMON_USED"
+_INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit", "step_size", "allocation_ratio")
+_H = models.Host.__table__
+_TRAITS = models.HostTrait.__table__
+
+
+class PlacementSyncError(Exception):
+    """The sync stopped; ``kind`` is one of unreachable, timeout, auth, server_error, conflict,
+    rejected."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    mode: Literal["nova", "standalone"] = "nova"
+    fold_used_into_reserved: bool = False
+    remove_missing: bool = False
+    #: Project and user the standalone consumers belong to.
+    project_id: str = "00000000-0000-0000-0000-000000000000"
+    user_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class Desired:
+    uuid: str
+    name: str
+    inventories: dict[str, dict[str, Any]]
+    used: dict[str, int]
+    traits: frozenset[str]
+    aggregates: frozenset[str]
+
+
+@dataclass
+class SyncResult:
+    providers: int = 0
+    writes: int = 0
+    created: int = 0
+    removed: int = 0
+    conflicts_retried: int = 0
+    write_log: list[str] = field(default_factory=list)
+
+
+def consumer_uuid(rp_uuid: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}"))
+
+
+def desired_state(store: Store, options: SyncOptions) -> dict[str, Desired]:
+    """The providers resmon wants Placement to hold, by uuid."""
+    with store.session() as session:
+        targets = {t.id: t for t in target_statuses(session)}
+        rows = session.execute(
+            select(_H.c.id, _H.c.target_id, _H.c.host_id, _H.c.provider_kind, _H.c.report)
+            .where(_H.c.provider_kind.in_(("compute_host", "shared_storage")))
+            .order_by(_H.c.id)
+        ).all()
+        inventories = inventories_of(session, [r.id for r in rows])
+        traits: dict[int, set[str]] = {}
+        for pk, trait in session.execute(select(_TRAITS.c.host_pk, _TRAITS.c.trait)):
+            traits.setdefault(pk, set()).add(trait)
+    aggregates: dict[tuple[int, str], set[str]] = {}
+    for r in rows:
+        if r.provider_kind == "shared_storage":
+            aggregate = aggregate_uuid(targets[r.target_id].name, r.host_id)
+            aggregates.setdefault((r.target_id, r.host_id), set()).add(aggregate)
+            for host_id in r.report.get("shared_with") or ():
+                aggregates.setdefault((r.target_id, host_id), set()).add(aggregate)
+    out: dict[str, Desired] = {}
+    for r in rows:
+        target = targets[r.target_id].name
+        rp_uuid = provider_uuid(target, r.host_id)
+        records: dict[str, dict[str, Any]] = {}
+        used: dict[str, int] = {}
+        for rc, record in inventories[r.id].items():
+            if record["total"] < 1:
+                continue  # Placement refuses an inventory of nothing
+            inventory = {f: record[f] for f in _INVENTORY_FIELDS}
+            if options.mode == "nova" and options.fold_used_into_reserved and record["used"]:
+                held = math.ceil(record["used"] / record["allocation_ratio"])
+                inventory["reserved"] = min(inventory["total"], inventory["reserved"] + held)
+            records[rc] = inventory
+            if record["used"]:
+                used[rc] = min(record["used"], record["capacity"])
+        out[rp_uuid] = Desired(
+            uuid=rp_uuid, name=f"{target}:{r.host_id}", inventories=records, used=used,
+            traits=frozenset(traits.get(r.id, set()) | {MANAGED_TRAIT}),
+            aggregates=frozenset(aggregates.get((r.target_id, r.host_id), set())),
+        )  # fmt: skip
+    return out
+
+
+def placement_adapter(
+    endpoint: str | None,
+    *,
+    auth_type: Literal["noauth", "password", "application_credential"] = "noauth",
+    auth: Mapping[str, str] | None = None,
+    verify: bool | str = True,
+    timeout: float = 30.0,
+) -> adapter.Adapter:
+    """A keystoneauth1 adapter for Placement. ``noauth`` is for Placement's ``noauth2``
+    strategy (tests); the others authenticate against Keystone (``auth`` holds auth_url,
+    username/password/project or application credential id/secret, user and project domain)."""
+    auth = dict(auth or {})
+    plugin: Any
+    if auth_type == "noauth":
+        if not endpoint:
+            raise ValueError("noauth needs the Placement endpoint")
+        plugin = token_endpoint.Token(endpoint, "admin")
+    elif auth_type == "password":
+        plugin = v3.Password(
+            auth_url=auth["auth_url"], username=auth["username"], password=auth["password"],
+            project_name=auth.get("project_name"),
+            user_domain_name=auth.get("user_domain_name", "Default"),
+            project_domain_name=auth.get("project_domain_name", "Default"),
+        )  # fmt: skip
+    else:
+        plugin = v3.ApplicationCredential(
+            auth_url=auth["auth_url"], application_credential_id=auth["application_credential_id"],
+            application_credential_secret=auth["application_credential_secret"],
+        )  # fmt: skip
+    sess = session.Session(auth=plugin, verify=verify, timeout=timeout)
+    return adapter.Adapter(
+        sess, service_type="placement", interface="public", endpoint_override=endpoint,
+        default_microversion=MICROVERSION, raise_exc=False,
+    )  # fmt: skip
+
+
+class _Placement:
+    """The few calls the sync makes, errors mapped to :class:`PlacementSyncError`."""
+
+    def __init__(self, api: adapter.Adapter, result: SyncResult) -> None:
+        self.api = api
+        self.result = result
+
+    def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
+        try:
+            response = self.api.request(path, method, json=body)
+        except exceptions.ConnectTimeout as exc:
+            raise PlacementSyncError("timeout", f"Placement did not answer: {exc}") from None
+        except exceptions.ConnectFailure as exc:
+            raise PlacementSyncError("unreachable", f"Placement is unreachable: {exc}") from None
+        except exceptions.ClientException as exc:
+            raise PlacementSyncError("unreachable", f"Placement request failed: {exc}") from None
+        status = response.status_code
+        if method != "GET" and status < 400:
+            self.result.writes += 1
+            self.result.write_log.append(f"{method} {path}")
+        if status in ok or status < 400:
+            return response.json() if response.content else None
+        detail = _detail(response)
+        if status in (401, 403):
+            raise PlacementSyncError("auth", f"{method} {path}: {status} {detail}")
+        if status >= 500:
+            raise PlacementSyncError("server_error", f"{method} {path}: {status} {detail}")
+        if status == 409:
+            raise _Conflict(detail)
+        raise PlacementSyncError("rejected", f"{method} {path}: {status} {detail}")
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _detail(response: Any) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        detail = " ".join(str(errors[0].get("detail", "")).split()) if errors else ""
+        return detail[:300]
+    except ValueError:
+        return str(response.text[:200])
+
+
+def sync(store: Store, api: adapter.Adapter, options: SyncOptions | None = None) -> SyncResult:
+    """Bring Placement in line with the store; see the module docstring."""
+    options = options or SyncOptions()
+    result = SyncResult()
+    placement = _Placement(api, result)
+    desired = desired_state(store, options)
+    result.providers = len(desired)
+    existing = {
+        rp["uuid"]: rp for rp in placement.call("GET", "/resource_providers")["resource_providers"]
+    }
+    _ensure_traits(placement, {t for d in desired.values() for t in d.traits})
+    for want in desired.values():
+        if want.uuid not in existing:
+            placement.call("POST", "/resource_providers", {"uuid": want.uuid, "name": want.name})
+            result.created += 1
+        _retrying(placement, result, lambda w=want: _sync_provider(placement, w))
+        if options.mode == "standalone":
+            _sync_consumer(placement, want, options)
+    if options.remove_missing:
+        managed = placement.call("GET", f"/resource_providers?required={MANAGED_TRAIT}")
+        for rp in managed["resource_providers"]:
+            if rp["uuid"] not in desired:
+                placement.call("DELETE", f"/allocations/{consumer_uuid(rp['uuid'])}", ok=(404,))
+                placement.call("DELETE", f"/resource_providers/{rp['uuid']}")
+                result.removed += 1
+    return result
+
+
+def _retrying(placement: _Placement, result: SyncResult, step: Any) -> None:
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            step()
+            return
+        except _Conflict as exc:
+            if attempt == CONFLICT_RETRIES:
+                raise PlacementSyncError(
+                    "conflict", f"still conflicting after {CONFLICT_RETRIES} retries: {exc}"
+                ) from None
+            result.conflicts_retried += 1
+
+
+def _ensure_traits(placement: _Placement, traits: set[str]) -> None:
+    custom = sorted(t for t in traits if t.startswith("CUSTOM_"))
+    if not custom:
+        return
+    known = set(placement.call("GET", f"/traits?name=in:{','.join(custom)}")["traits"])
+    for trait in custom:
+        if trait not in known:
+            placement.call("PUT", f"/traits/{trait}")
+
+
+def _sync_provider(placement: _Placement, want: Desired) -> None:
+    """One provider's inventories, traits and aggregates; each read fresh, written if different
+    (a 409 from any write restarts the provider from its reads)."""
+    base = f"/resource_providers/{want.uuid}"
+    current = placement.call("GET", f"{base}/inventories")
+    if current["inventories"] != want.inventories:
+        placement.call("PUT", f"{base}/inventories", {
+            "resource_provider_generation": current["resource_provider_generation"],
+            "inventories": want.inventories,
+        })  # fmt: skip
+    traits = placement.call("GET", f"{base}/traits")
+    if set(traits["traits"]) != want.traits:
+        placement.call("PUT", f"{base}/traits", {
+            "resource_provider_generation": traits["resource_provider_generation"],
+            "traits": sorted(want.traits),
+        })  # fmt: skip
+    aggregates = placement.call("GET", f"{base}/aggregates")
+    if set(aggregates["aggregates"]) != want.aggregates:
+        placement.call("PUT", f"{base}/aggregates", {
+            "resource_provider_generation": aggregates["resource_provider_generation"],
+            "aggregates": sorted(want.aggregates),
+        })  # fmt: skip
+
+
+def _sync_consumer(placement: _Placement, want: Desired, options: SyncOptions) -> None:
+    consumer = consumer_uuid(want.uuid)
+    used = {rc: n for rc, n in want.used.items() if rc in want.inventories}
+
+    def step() -> None:
+        current = placement.call("GET", f"/allocations/{consumer}")
+        held = current.get("allocations", {}).get(want.uuid, {}).get("resources", {})
+        if held == used and len(current.get("allocations", {})) <= 1:
+            return
+        placement.call("PUT", f"/allocations/{consumer}", {
+            "allocations": {want.uuid: {"resources": used}} if used else {},
+            "consumer_generation": current.get("consumer_generation"),
+            "project_id": options.project_id, "user_id": options.user_id,
+            "consumer_type": CONSUMER_TYPE,
+        })  # fmt: skip
+
+    _retrying(placement, placement.result, step)
