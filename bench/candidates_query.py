@@ -81,7 +81,8 @@ def serve(store: Store) -> Iterator[str]:
 
 
 def measure(store: Store, requests: int, label: str) -> float:
-    with serve(store) as base, httpx.Client(base_url=base) as client:
+    # Generous timeout: the first request loads the whole fleet into the candidate index.
+    with serve(store) as base, httpx.Client(base_url=base, timeout=300) as client:
         for query in QUERIES:  # warm-up; also checks every query is accepted
             start = time.perf_counter()
             response = client.get(f"/v1/candidates?{query}")
