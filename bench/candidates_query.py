@@ -144,7 +144,9 @@ def add_shared_storage(store: Store) -> None:
 
 
 def prepared(url: str, hosts: int) -> Store:
-    store = Store(url)
+    # Loading thousands of hosts in one collection takes longer than the store's default bound
+    # on one operation on a loaded machine.
+    store = Store(url, timeout_s=600)
     store.upgrade()
     start = time.perf_counter()
     populate(store, hosts)
