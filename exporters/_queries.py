@@ -36,6 +36,7 @@ TRAITS = models.HostTrait.__table__
 SI = models.SupportedInstance.__table__
 T = models.Target.__table__
 RUNS = models.CollectionRun.__table__
+LEASES = models.TargetLease.__table__
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -65,6 +66,8 @@ class TargetStatus:
     #: Id of the target's latest collection run (None before the first): its providers' rows
     #: change only with a new run, so this is their generation.
     last_run_id: int | None = None
+    #: The replica whose lease on the target is current (PostgreSQL replicas), else None.
+    replica: str | None = None
 
 
 def is_stale(
@@ -99,6 +102,9 @@ def target_statuses(
             T.c.last_error_kind, T.c.last_error_message, T.c.last_attempt_at,
             T.c.last_success_at, T.c.last_duration_s, T.c.consecutive_failures,
             latest_run_id().label("last_run_id"),
+            select(LEASES.c.holder)
+            .where(LEASES.c.target_id == T.c.id, LEASES.c.expires_at > now)
+            .scalar_subquery().label("replica"),
         ).order_by(T.c.name)
     )  # fmt: skip
     out = []
@@ -113,7 +119,7 @@ def target_statuses(
                 last_duration_s=r.last_duration_s,
                 consecutive_failures=r.consecutive_failures or 0,
                 stale=is_stale(r.last_status, success, float(r.interval_s), now, stale_after_s),
-                last_run_id=r.last_run_id,
+                last_run_id=r.last_run_id, replica=r.replica,
             )
         )  # fmt: skip
     return out

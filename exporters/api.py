@@ -91,6 +91,7 @@ SERVER_OPTIONS: dict[str, Any] = {"h11_max_incomplete_event_size": 1024 * 1024}
 _H = models.Host.__table__
 _T = models.Target.__table__
 _A = models.Anomaly.__table__
+_C = models.CapacityChange.__table__
 
 _TITLES = {
     400: "Bad Request",
@@ -196,10 +197,35 @@ class TargetOut(BaseModel):
     interval_s: float
     hosts: int
     collection: CollectionStatus
+    replica: str | None = Field(
+        None,
+        description="The daemon replica currently leasing (collecting) the target, when "
+        "replicas share a PostgreSQL database; null otherwise or between holders.",
+    )
 
 
 class TargetList(BaseModel):
     targets: list[TargetOut]
+
+
+class ChangeOut(BaseModel):
+    """One inventory field of one provider that changed between two collections."""
+
+    id: int
+    changed_at: datetime
+    resource_class: str = Field(description="A resource class, or * for the provider itself.")
+    field: str = Field(
+        description="total, reserved or allocation_ratio; provider_added / provider_removed "
+        "(resource_class *) when the provider appeared or went away."
+    )
+    old_value: float | None
+    new_value: float | None
+    run_id: int | None = Field(description="The collection run that saw it (null once pruned).")
+
+
+class ChangePage(BaseModel):
+    changes: list[ChangeOut]
+    next_cursor: str | None
 
 
 class AnomalyPage(BaseModel):
@@ -331,7 +357,7 @@ class _QueryBounds:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": _TITLES[status]} for status in (400, 401, 503)
+    status: {"model": ErrorBody, "description": _TITLES[status]} for status in (400, 401, 414, 503)
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Not Found"}
@@ -580,6 +606,47 @@ def create_app(
         )
 
     @app.get(
+        "/v1/hosts/{host}/changes", response_model=ChangePage, dependencies=auth, tags=["v1"],
+        responses={**_ERRORS, **_NOT_FOUND},
+    )  # fmt: skip
+    def list_host_changes(
+        host: Annotated[str, Path(max_length=1024, description="A host's id from /v1/hosts.")],
+        limit: _Limit = 100,
+        cursor: _Cursor = None,
+    ) -> ChangePage:
+        """The provider's capacity change log, oldest first (kept as long as the retention
+        says); also served for a provider that has since gone away."""
+        key = decode_host_ref(host)
+        if key is None:
+            raise not_found(host)
+        after = decode_cursor("c", cursor) if cursor else 0
+        with store.session() as session:
+            rows = session.execute(
+                select(_C.c.id, _C.c.changed_at, _C.c.resource_class, _C.c.field,
+                       _C.c.old_value, _C.c.new_value, _C.c.run_id)
+                .where(_C.c.target_name == key[0], _C.c.host_id == key[1], _C.c.id > after)
+                .order_by(_C.c.id)
+                .limit(limit + 1)
+            ).all()  # fmt: skip
+            if not rows and after == 0:
+                stored = session.execute(
+                    select(_H.c.id)
+                    .join(_T, _T.c.id == _H.c.target_id)
+                    .where(_T.c.name == key[0], _H.c.host_id == key[1])
+                ).first()
+                if stored is None:
+                    raise not_found(host)
+        page = [
+            ChangeOut(
+                id=r.id, changed_at=aware(r.changed_at), resource_class=r.resource_class,
+                field=r.field, old_value=r.old_value, new_value=r.new_value, run_id=r.run_id,
+            )
+            for r in rows[:limit]
+        ]  # fmt: skip
+        next_cursor = encode_cursor("c", rows[limit - 1].id) if len(rows) > limit else None
+        return ChangePage(changes=page, next_cursor=next_cursor)
+
+    @app.get(
         "/v1/targets", response_model=TargetList, dependencies=auth, tags=["v1"], responses=_ERRORS
     )
     def list_targets() -> TargetList:
@@ -600,6 +667,7 @@ def create_app(
                     interval_s=t.interval_s,
                     hosts=counts.get(t.id, 0),
                     collection=_status(t),
+                    replica=t.replica,
                 )  # fmt: skip
                 for t in targets
             ]

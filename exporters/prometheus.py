@@ -97,6 +97,9 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resmon_target_stale": (
         "gauge", "1 when the target failed its last collection or has not succeeded for "
         "max(2 x interval, stale-after) seconds; its providers are then stale.", _TARGET),
+    "resmon_target_replica_info": (
+        "gauge", "The daemon replica leasing (collecting) the target, always 1; absent on "
+        "SQLite and while no replica holds it.", ("collector", "target", "replica")),
     "resmon_target_providers": (
         "gauge", "Providers (hosts, clusters, shared storage) the target reported.", _TARGET),
     "resmon_stale_hosts": (
@@ -284,6 +287,9 @@ def _write_targets(
         lines["resmon_collector_consecutive_failures"].append(key + str(t.consecutive_failures))
         lines["resmon_collector_runs_total"].append(key + str(runs.get(t.id, 0)))
         lines["resmon_target_stale"].append(key + ("1" if t.stale else "0"))
+        if t.replica is not None:
+            replica = label(("collector", "target", "replica"), (t.collector, t.name, t.replica))
+            lines["resmon_target_replica_info"].append("{" + replica + "} 1")
         count = host_count.get(t.id, 0)
         lines["resmon_target_providers"].append(key + str(count))
         lines["resmon_stale_hosts"].append(key + str(count if t.stale else 0))

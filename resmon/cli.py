@@ -80,7 +80,8 @@ def _add_adhoc_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--target", metavar="COLLECTOR=URL", action="append", default=[],
-        help="any installed collector; repeatable",
+        help="any installed collector (--libvirt, --vcenter and --hyperv are shorthands for "
+        "libvirt=, vmware= and hyperv=); repeatable",
     )  # fmt: skip
     group.add_argument(
         "--password-env", metavar="VAR", help="environment variable with the password"
@@ -341,7 +342,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from resmon.daemon import ApiBindError, Daemon, install_stop_signals, start_api_server
+    from resmon.daemon import ApiBindError, Daemon, install_stop_signals
 
     stop_event = threading.Event()
     if not args.once:  # first: a SIGTERM during start-up must stop the daemon, not kill it
@@ -361,10 +362,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{o.target}: {status} ({len(o.reports)} providers, {hosts} compute hosts, "
                   f"{o.duration_s:.3f}s) -> {config.resmon.database_url}")  # fmt: skip
         return _print_failures(outcomes) if any(not o.ok for o in outcomes) else 0
-    server = None
     if address is not None:
         try:
-            server = start_api_server(config, store, address)
+            daemon.start_server()
         except ApiBindError as exc:
             daemon.shutdown()
             store.close()
@@ -378,8 +378,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         daemon.run()
     finally:
-        if server is not None:
-            server.should_exit = True
+        daemon.stop_server()
         store.close()
     log.info("stopped")
     _exit_now_if_threads_linger(0)

@@ -45,12 +45,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from resmon.contract import Target
 from resmon.policy import PolicyTable, TargetPolicy, moved_option_message, resolve_policy
-from resmon.store import DEFAULT_URL, TargetSpec
+from resmon.store import DEFAULT_URL, Retention, TargetSpec
 
 __all__ = [
     "ConfigError",
     "DaemonSettings",
+    "ReplicaSettings",
     "ResmonConfig",
+    "RetentionSettings",
     "TargetConfig",
     "load_config",
     "split_userinfo",
@@ -193,8 +195,39 @@ class DaemonSettings(_Strict):
         return tokens
 
 
+class ReplicaSettings(_Strict):
+    """The ``[replicas]`` table: target leases when several daemons share PostgreSQL."""
+
+    #: A replica that stops renewing loses its targets this long after its last renewal.
+    lease_ttl_s: Annotated[float, Field(ge=3, le=3600)] = 30.0
+    #: Name shown as a target's holder; default ``<hostname>:<pid>``.
+    replica_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
+class RetentionSettings(_Strict):
+    """The ``[retention]`` table: how long history is kept (0 keeps it for ever)."""
+
+    collection_runs_days: Annotated[float, Field(ge=0)] = 14.0
+    anomalies_days: Annotated[float, Field(ge=0)] = 30.0
+    capacity_changes_days: Annotated[float, Field(ge=0)] = 365.0
+    #: Rows deleted per transaction: short transactions never hold up a collection's write.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: Pause between two pruning passes.
+    interval_s: Annotated[float, Field(ge=1)] = 300.0
+
+    def policy(self) -> Retention:
+        return Retention(
+            collection_runs_days=self.collection_runs_days,
+            anomalies_days=self.anomalies_days,
+            capacity_changes_days=self.capacity_changes_days,
+            batch_size=self.batch_size,
+        )
+
+
 class ResmonConfig(_Strict):
     resmon: DaemonSettings = Field(default_factory=DaemonSettings)
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     targets: list[TargetConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

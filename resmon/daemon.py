@@ -29,9 +29,10 @@ from typing import Any
 
 from resmon.config import ConfigError, ResmonConfig, TargetConfig
 from resmon.contract import Collector, IncompatibleContract, ProviderKind, TargetTimeout
+from resmon.leases import Leases, open_leases
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreWriter
+from resmon.store import Store, StoreWriter, start_pruning
 
 __all__ = ["ApiBindError", "Daemon", "install_stop_signals", "start_api_server"]
 
@@ -64,6 +65,12 @@ class _Running:
 
     def deadline(self, timeout_s: float) -> float | None:
         return None if self.started is None else self.started + timeout_s
+
+    def took(self, now: float) -> float:
+        """How long the collection ran (so far); 0 if it never started."""
+        if self.started is None:
+            return 0.0
+        return (self.finished if self.finished is not None else now) - self.started
 
 
 class _WorkerPool:
@@ -146,6 +153,7 @@ class Daemon:
         self._pool = _WorkerPool(config.resmon.max_workers)
         self._writer = StoreWriter(store)
         self._server: Any = None
+        self.leases: Leases | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -166,8 +174,15 @@ class Daemon:
             finally:
                 self._writer.flush()
                 self.shutdown()
-        due = [_Due(time.monotonic(), name) for name in sorted(self._targets)]
-        heapq.heapify(due)
+        # Which targets this daemon collects (all of them, unless replicas share PostgreSQL).
+        leases = self.leases = open_leases(
+            self.store, {n: t.interval_s for n, t in self._targets.items()},
+            ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
+        )  # fmt: skip
+        retention = self.config.retention
+        start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
+                      stop=self.stop_event)  # fmt: skip
+        due: list[_Due] = []
         running: dict[str, _Running] = {}
         try:
             while not self.stop_event.is_set():
@@ -176,6 +191,7 @@ class Daemon:
                 self._sleep(due, running)
         finally:
             self._stop(running)
+            leases.close()
         return []
 
     def run_round(self) -> list[CollectionOutcome]:
@@ -199,11 +215,18 @@ class Daemon:
 
     def _schedule(self, due: list[_Due], running: dict[str, _Running]) -> None:
         now = time.monotonic()
+        assert self.leases is not None
+        for name, delay in sorted(self.leases.tick().items()):  # newly held targets
+            due[:] = [d for d in due if d.name != name] + [_Due(now + delay, name)]
+            heapq.heapify(due)
         while due and due[0].at <= now:
             name = heapq.heappop(due).name
-            if name not in running:
+            if not self.leases.holds(name):
+                continue  # given up or lost: its new holder schedules it
+            if name not in running and self.leases.start(name):
                 running[name] = self._start(self._targets[name])
-            heapq.heappush(due, _Due(now + self._targets[name].interval_s, name))
+            # From the start, not the due time: never two starts within the interval.
+            heapq.heappush(due, _Due(time.monotonic() + self._targets[name].interval_s, name))
 
     def _sleep(self, due: list[_Due], running: dict[str, _Running]) -> None:
         """Until the next collection is due or the next running one reaches its timeout."""
@@ -285,18 +308,21 @@ class Daemon:
             target_config = self._targets[name]
             timeout_s = target_config.timeout_s
             if job.future.done():
-                outcome, instance = job.future.result()
-                assert job.started is not None and job.finished is not None
-                if job.finished - job.started > timeout_s:
+                try:
+                    outcome, instance = job.future.result()
+                except Exception as exc:  # a bug of the daemon's own: the target fails, we go on
+                    log.exception("target %s: the collection crashed", name)
+                    outcome, instance = self._crashed(target_config, job, exc), None
+                took = job.took(now)
+                if took > timeout_s:
                     # Finished, but later than the limit: the whole collection is what counts.
                     if instance is not None:
                         self._close_late(name, instance)
-                    outcome = self._timeout(target_config, job, job.finished - job.started)
+                    outcome = self._timeout(target_config, job, took)
                 else:
                     self._instances[name] = instance
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
-                assert job.started is not None
-                outcome = self._timeout(target_config, job, now - job.started)
+                outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
             else:
                 continue
@@ -319,6 +345,18 @@ class Daemon:
             duration_s=elapsed,
             error_kind=error.kind,
             error_message=error.message,
+        )
+
+    def _crashed(
+        self, target_config: TargetConfig, job: _Running, exc: Exception
+    ) -> CollectionOutcome:
+        return CollectionOutcome(
+            target=target_config.name,
+            collector=target_config.collector,
+            started_at=job.submitted_at,
+            duration_s=job.took(time.monotonic()),
+            error_kind="internal_error",
+            error_message=f"{type(exc).__name__}: {exc}",
         )
 
     def _close_late(self, name: str, instance: Collector) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from resmon.contract import (
-    Anomaly,
     Collector,
     CollectorError,
     ContractViolation,
@@ -24,30 +22,13 @@ from resmon.contract import (
     Target,
     UnsupportedTarget,
 )
+from resmon.outcome import CollectionOutcome
 from resmon.policy import TargetPolicy, apply_policy, moved_option_message
 from resmon.validation import DuplicateProvider, check_batch
 
 __all__ = ["CollectionOutcome", "collect_target", "target_logger"]
 
 log = logging.getLogger("resmon.runner")
-
-
-@dataclass
-class CollectionOutcome:
-    """The result of one collection of one target, successful or not."""
-
-    target: str
-    collector: str
-    started_at: datetime
-    duration_s: float
-    reports: list[HostReport] = field(default_factory=list)
-    anomalies: dict[tuple[str, str], list[Anomaly]] = field(default_factory=dict)
-    error_kind: str | None = None
-    error_message: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error_kind is None
 
 
 def target_logger(collector: str, target: str) -> logging.LoggerAdapter[logging.Logger]:
@@ -121,6 +102,7 @@ def collect_target(
             moved = moved_option_message(target.options)
             if moved is not None:
                 raise UnsupportedTarget(moved, target=target.name)
+            collector_cls.parse_options(target)  # the core checks options, for every collector
             collector = collector_cls.from_target(target, logger=logger)
         raw = collector.collect()
         accepted = _accept(raw, collector_cls, target)

@@ -24,21 +24,15 @@ class DuplicateProvider(ValueError):
     """Two reports of one collection claim the same (target, host_id)."""
 
 
-def _anomaly(code: str, field: str, message: str, raw: object = None) -> Anomaly:
-    return Anomaly(
-        code=code, field=field, message=message, raw_value=None if raw is None else str(raw)[:1000]
-    )
-
-
 def _vocabulary_anomalies(report: HostReport) -> list[Anomaly]:
     found: list[Anomaly] = []
     if report.cpu is not None and report.cpu.arch not in vocabulary.ARCHITECTURES:
         found.append(
-            _anomaly("vocabulary.arch", "cpu.arch", "unknown architecture", report.cpu.arch)
+            Anomaly.of("vocabulary.arch", "cpu.arch", "unknown architecture", report.cpu.arch)
         )
     if report.hypervisor is not None and report.hypervisor.hv_type not in vocabulary.HV_TYPES:
         found.append(
-            _anomaly(
+            Anomaly.of(
                 "vocabulary.hv_type",
                 "hypervisor.hv_type",
                 "unknown hypervisor type",
@@ -49,26 +43,26 @@ def _vocabulary_anomalies(report: HostReport) -> list[Anomaly]:
         where = f"supported_instances[{i}]"
         if si.arch not in vocabulary.ARCHITECTURES:
             found.append(
-                _anomaly("vocabulary.arch", f"{where}.arch", "unknown architecture", si.arch)
+                Anomaly.of("vocabulary.arch", f"{where}.arch", "unknown architecture", si.arch)
             )
         if si.hv_type not in vocabulary.HV_TYPES:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "vocabulary.hv_type", f"{where}.hv_type", "unknown hypervisor type", si.hv_type
                 )
             )
         if si.vm_mode not in vocabulary.VM_MODES:
             found.append(
-                _anomaly("vocabulary.vm_mode", f"{where}.vm_mode", "unknown VM mode", si.vm_mode)
+                Anomaly.of("vocabulary.vm_mode", f"{where}.vm_mode", "unknown VM mode", si.vm_mode)
             )
     for trait in report.traits:
         if not vocabulary.is_known_trait(trait):
-            found.append(_anomaly("vocabulary.trait", "traits", "not an os-traits name", trait))
+            found.append(Anomaly.of("vocabulary.trait", "traits", "not an os-traits name", trait))
     for inv in report.inventories:
         rc = inv.resource_class
         if rc not in os_resource_classes.STANDARDS and not os_resource_classes.is_custom(rc):
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "vocabulary.resource_class",
                     "inventories",
                     "not an os-resource-classes name",
@@ -84,7 +78,7 @@ def _inventory_anomalies(report: HostReport) -> list[Anomaly]:
         where = f"inventories[{inv.resource_class}]"
         if inv.reserved > inv.total:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "inventory.reserved_exceeds_total",
                     where,
                     f"reserved {inv.reserved} > total {inv.total}",
@@ -93,7 +87,7 @@ def _inventory_anomalies(report: HostReport) -> list[Anomaly]:
             )
         if inv.used > inv.capacity:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "inventory.used_exceeds_capacity",
                     where,
                     f"used {inv.used} > capacity {inv.capacity} "
@@ -104,7 +98,7 @@ def _inventory_anomalies(report: HostReport) -> list[Anomaly]:
             )
         if inv.min_unit > inv.max_unit:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "inventory.min_unit_exceeds_max_unit",
                     where,
                     f"min_unit {inv.min_unit} > max_unit {inv.max_unit}",
@@ -120,7 +114,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
     if memory is not None:
         if memory.free_bytes is not None and memory.free_bytes > memory.total_bytes:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "memory.free_exceeds_total",
                     "memory.free_bytes",
                     f"free {memory.free_bytes} > total {memory.total_bytes}",
@@ -129,7 +123,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
             )
         if memory.used_bytes is not None and memory.used_bytes > memory.total_bytes:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "memory.used_exceeds_total",
                     "memory.used_bytes",
                     f"used {memory.used_bytes} > total {memory.total_bytes}",
@@ -141,7 +135,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
             total = sum(cell_memory)
             if abs(total - memory.total_bytes) > NUMA_MEMORY_TOLERANCE * memory.total_bytes:
                 found.append(
-                    _anomaly(
+                    Anomaly.of(
                         "numa.memory_mismatch",
                         "numa_cells",
                         f"NUMA cells hold {total} bytes, host total is {memory.total_bytes}",
@@ -153,7 +147,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
             topology = cpu.sockets * cpu.cores_per_socket * cpu.threads_per_core
             if topology != cpu.total_cpus:
                 found.append(
-                    _anomaly(
+                    Anomaly.of(
                         "cpu.topology_mismatch",
                         "cpu",
                         f"sockets×cores×threads = {topology}, total_cpus = {cpu.total_cpus}",
@@ -163,7 +157,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
         if cpu.online_cpus is not None and cpu.total_cpus is not None:
             if cpu.online_cpus > cpu.total_cpus:
                 found.append(
-                    _anomaly(
+                    Anomaly.of(
                         "cpu.online_exceeds_total",
                         "cpu.online_cpus",
                         f"online {cpu.online_cpus} > total {cpu.total_cpus}",
@@ -173,7 +167,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
         cell_cpus = sum(len(c.cpus) for c in report.numa_cells)
         if cell_cpus and cpu.total_cpus and cell_cpus != cpu.total_cpus:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "numa.cpu_mismatch",
                     "numa_cells",
                     f"NUMA cells list {cell_cpus} CPUs, total_cpus = {cpu.total_cpus}",
@@ -183,7 +177,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
     hv = report.hypervisor
     if hv is not None and hv.version and parse_version(hv.version) is None:
         found.append(
-            _anomaly(
+            Anomaly.of(
                 "hypervisor.version_unparsed",
                 "hypervisor.version",
                 "version string does not parse",
@@ -198,7 +192,7 @@ def _host_anomalies(report: HostReport) -> list[Anomaly]:
             or running.memory_bytes != sum(i.memory_bytes for i in running.instances)
         ):
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "instances.totals_mismatch",
                     "running_instances",
                     "totals differ from the sum of the listed instances",
@@ -230,7 +224,7 @@ def check_batch(reports: Sequence[HostReport]) -> dict[tuple[str, str], list[Ano
         found = check_report(report)
         if report.parent_id is not None and report.parent_id not in host_ids:
             found.append(
-                _anomaly(
+                Anomaly.of(
                     "tree.unknown_parent",
                     "parent_id",
                     "parent provider is not in this collection",
@@ -240,7 +234,7 @@ def check_batch(reports: Sequence[HostReport]) -> dict[tuple[str, str], list[Ano
         for shared in report.shared_with:
             if shared not in host_ids:
                 found.append(
-                    _anomaly(
+                    Anomaly.of(
                         "tree.unknown_sharer",
                         "shared_with",
                         "sharing host is not in this collection",

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import winrm.transport
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from winrm.exceptions import WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
@@ -25,10 +23,13 @@ from resmon.contract import (
     CollectorInfo,
     HostReport,
     InvalidNativeData,
+    Logger,
     OfflineInput,
     Target,
     TargetTimeout,
     UnsupportedTarget,
+    save_native_dump,
+    warn_tls_unverified,
 )
 
 from ._errors import map_winrm_errors, powershell_error
@@ -38,13 +39,20 @@ from ._script import SCRIPT, powershell_arguments
 __all__ = ["HypervCollector"]
 
 Transport = Literal["ntlm", "basic", "kerberos"]
-_TRANSPORTS: tuple[Transport, ...] = ("ntlm", "basic", "kerberos")
-_OPTIONS = {"transport", "allow_http"}
 _DEFAULT_PORTS = {"https": 5986, "http": 5985}
 #: UTF-8, so that VM names survive whatever the host's OEM code page is.
 _CODEPAGE_UTF8 = 65001
 
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+class HypervOptions(BaseModel):
+    """``[targets.options]`` of a hyperv target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: pywinrm's transport (kerberos needs ``pywinrm[kerberos]``).
+    transport: Transport = "ntlm"
+    #: Plain HTTP (5985) only with this opt-in; Basic over HTTP is always refused.
+    allow_http: bool = False
 
 
 def _endpoint(target: Target, allow_http: bool) -> str:
@@ -77,6 +85,7 @@ class HypervCollector(Collector):
 
     name = "hyperv"
     version = "1.0.0"
+    options_model = HypervOptions
     capabilities = frozenset(
         {
             Capability.NUMA,
@@ -103,22 +112,8 @@ class HypervCollector(Collector):
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
-        options = dict(target.options)
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise UnsupportedTarget(
-                f"unknown hyperv options: {', '.join(unknown)} (known: {sorted(_OPTIONS)})",
-                target=target.name,
-            )
-        transport = options.get("transport", "ntlm")
-        if transport not in _TRANSPORTS:
-            raise UnsupportedTarget(
-                f"option transport must be one of {', '.join(_TRANSPORTS)} (got {transport!r})",
-                target=target.name,
-            )
-        allow_http = options.get("allow_http", False)
-        if not isinstance(allow_http, bool):
-            raise UnsupportedTarget("option allow_http must be true or false", target=target.name)
+        options = cast(HypervOptions, cls.parse_options(target))
+        transport, allow_http = options.transport, options.allow_http
         endpoint = _endpoint(target, allow_http)
         if endpoint.startswith("http:") and transport == "basic":
             raise UnsupportedTarget(
@@ -151,6 +146,8 @@ class HypervCollector(Collector):
                 operation_timeout_sec=read_timeout - 1,
                 proxy=None,
             )
+        if endpoint.startswith("https:") and not target.verify_tls:
+            warn_tls_unverified(logger, endpoint)
         logger.debug("WinRM endpoint %s, transport %s", endpoint, transport)
         return cls(target, protocol, logger)
 
@@ -254,14 +251,6 @@ class HypervCollector(Collector):
             self._log.debug("WinRM cleanup %s failed: %s", func.__name__, type(exc).__name__)
 
     def _dump(self, stdout: bytes, started: datetime) -> None:
-        directory = self._target.dump_native_dir
-        if directory is None:
-            return
-        stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
-        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", self._target.name)
-        path = Path(directory) / f"hyperv-{safe_name}-{stamp}.json"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(stdout)
-        except OSError as exc:
-            self._log.warning("cannot save native output to %s: %s", path, exc.strerror)
+        save_native_dump(
+            self._target, self.name, "script.json", stdout, logger=self._log, at=started
+        )

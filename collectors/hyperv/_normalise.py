@@ -575,6 +575,7 @@ def _disk_inventory(
     return Inventory(
         resource_class="DISK_GB",
         total=total_gib,
+        max_unit=total_gib,  # no virtual disk outgrows the volume it lives on
         used=min(units.bytes_to_gib_floor(capacity - free), total_gib),
     )
 

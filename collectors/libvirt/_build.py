@@ -29,6 +29,7 @@ from resmon.contract import (
     Inventory,
     Memory,
     NumaCell,
+    ObservedUsage,
     ProviderKind,
     RunningInstances,
     SupportedInstance,
@@ -126,6 +127,21 @@ class LiveFacts:
     free_pages: dict[int, dict[int, int]] = field(default_factory=dict)
     instances: list[InstanceAllocation] = field(default_factory=list)
     pools: list[PoolFacts] = field(default_factory=list)
+    #: The node's cumulative CPU time in ns (virNodeGetCPUStats): (busy, busy + idle).
+    cpu_time_ns: tuple[int, int] | None = None
+
+
+def observed_cpu_mhz(
+    before: tuple[int, int] | None, after: tuple[int, int] | None, node: NodeInfo
+) -> int | None:
+    """CPU in use between two samples of the node's CPU time, in MHz: the busy share of the
+    interval × the CPUs × their clock. None without two usable samples."""
+    if before is None or after is None or not node.mhz or not node.cpus:
+        return None
+    busy, total = after[0] - before[0], after[1] - before[1]
+    if total <= 0 or busy < 0:
+        return None  # counters reset (host rebooted) or no time passed
+    return round(min(busy / total, 1.0) * node.cpus * node.mhz)
 
 
 @dataclass(frozen=True)
@@ -150,12 +166,6 @@ class StaticHost:
     @property
     def cells_cpus(self) -> int:
         return sum(len(c.cpus) for c in self.numa_cells)
-
-
-def _anomaly(code: str, where: str, message: str, raw: object = None) -> Anomaly:
-    return Anomaly(
-        code=code, field=where, message=message, raw_value=None if raw is None else str(raw)[:1000]
-    )
 
 
 def version_string(packed: int) -> str:
@@ -193,7 +203,7 @@ def _canonical(kind: str, raw: str, where: str, anomalies: list[Anomaly]) -> str
     value, known = canon(raw)
     if not known:
         anomalies.append(
-            _anomaly(f"libvirt.unknown_{kind}", where, f"unknown {kind} kept as reported", raw)
+            Anomaly.of(f"libvirt.unknown_{kind}", where, f"unknown {kind} kept as reported", raw)
         )
     return value
 
@@ -284,7 +294,7 @@ def _apply_domcaps(
         )
         if not keys:
             anomalies.append(
-                _anomaly(
+                Anomaly.of(
                     "libvirt.domcaps_unmatched",
                     f"domcapabilities[{i}]",
                     "domain capabilities for an arch/domain type the capabilities do not list",
@@ -485,11 +495,15 @@ def build_reports(
     target: str,
     collected_at: datetime,
     collector: CollectorInfo,
+    cpu_used_mhz: int | None = None,
 ) -> list[HostReport]:
-    """The compute host's report, then one report per shared storage pool it uses."""
+    """The compute host's report, then one report per shared storage pool it uses.
+
+    ``cpu_used_mhz``: observed CPU use, when the collector has two samples to tell it."""
     try:
         return _build_reports(
             static, live, target=target, collected_at=collected_at, collector=collector,
+            cpu_used_mhz=cpu_used_mhz,
         )  # fmt: skip
     except ValidationError as exc:
         raise InvalidNativeData(
@@ -504,13 +518,14 @@ def _build_reports(
     target: str,
     collected_at: datetime,
     collector: CollectorInfo,
+    cpu_used_mhz: int | None,
 ) -> list[HostReport]:
     anomalies = list(static.anomalies)
     hostname = live.hostname if live is not None else None
     host_id = static.uuid or hostname or target
     if static.uuid is None:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "libvirt.no_host_uuid",
                 "identity.host_id",
                 "capabilities carry no host UUID; the host id falls back to the hostname or "
@@ -518,13 +533,10 @@ def _build_reports(
                 host_id,
             )
         )
-    hv_type, known = pick_hv_type(
+    # An hv_type outside the vocabulary is kept raw; the core's vocabulary check records it.
+    hv_type, _known = pick_hv_type(
         live.driver_type if live is not None else None, static.guest_domain_types
     )
-    if not known:
-        anomalies.append(
-            _anomaly("libvirt.unknown_hv_type", "hypervisor.hv_type", "unknown hv_type", hv_type)
-        )
     if live is not None:
         hypervisor = Hypervisor(
             hv_type=hv_type,
@@ -540,10 +552,14 @@ def _build_reports(
 
     total_bytes = _memory_total(static, live)
     memory = None
+    used = None
     if total_bytes is not None:
         free = live.free_memory_bytes if live is not None else None
         used = max(total_bytes - free, 0) if free is not None else None
         memory = Memory(total_bytes=total_bytes, free_bytes=free, used_bytes=used)
+    observed = None
+    if cpu_used_mhz is not None or used is not None:
+        observed = ObservedUsage(cpu_used_mhz=cpu_used_mhz, memory_used_bytes=used)
 
     vcpus = cpu.online_cpus if cpu.online_cpus is not None else cpu.total_cpus
     inventories = _inventory(
@@ -575,6 +591,7 @@ def _build_reports(
         traits=static.traits,
         supported_instances=static.supported_instances,
         running_instances=running,
+        observed=observed,
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,

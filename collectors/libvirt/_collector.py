@@ -8,13 +8,12 @@ storage pools.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import libvirt
 from pydantic import ValidationError
@@ -27,12 +26,15 @@ from resmon.contract import (
     HostReport,
     InstanceAllocation,
     InvalidNativeData,
+    Logger,
     OfflineInput,
     Target,
     TargetTimeout,
     TargetUnreachable,
     UnsupportedTarget,
+    save_native_dump,
     units,
+    warn_tls_unverified,
 )
 
 from ._build import (
@@ -44,6 +46,7 @@ from ._build import (
     build_reports,
     normalise_saved,
     normalise_static,
+    observed_cpu_mhz,
     version_string,
 )
 from ._connection import call_with_deadline, ensure_event_loop, open_with_deadline
@@ -61,7 +64,15 @@ from ._parse import (
 __all__ = ["LibvirtCollector"]
 
 T = TypeVar("T")
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def _uses_tls(url: str) -> bool:
+    """A remote URI without an explicit transport uses TLS, as does ``+tls``."""
+    scheme, _, rest = url.partition("://")
+    transport = scheme.partition("+")[2].lower()
+    remote = not rest.startswith("/")
+    return transport == "tls" or (remote and transport == "")
+
 
 #: URI schemes of libvirt's hypervisor drivers (libvirt.org/uri.html); "+transport" may follow.
 _HYPERVISOR_DRIVERS = frozenset(
@@ -119,6 +130,7 @@ class LibvirtCollector(Collector):
 
     name = "libvirt"
     version = "0.1.0"
+    options_model = LibvirtOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.NUMA,
@@ -155,17 +167,12 @@ class LibvirtCollector(Collector):
         self._facts: _ConnectionFacts | None = None
         #: Per-cycle reads may skip the worker thread (keepalive on, or an in-process driver).
         self._direct = False
+        #: The node's CPU time at the last cycle: observed CPU use is the change since then.
+        self._cpu_time_ns: tuple[int, int] | None = None
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
-        try:
-            options = LibvirtOptions.model_validate(dict(target.options))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"option {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise UnsupportedTarget(problems, target=target.name) from None
+        options = cast(LibvirtOptions, cls.parse_options(target))
         scheme, sep, _ = target.url.partition("://")
         if not sep:
             raise UnsupportedTarget(
@@ -179,6 +186,11 @@ class LibvirtCollector(Collector):
                 f"(known: {', '.join(sorted(_HYPERVISOR_DRIVERS))})",
                 target=target.name,
             )
+        if not target.verify_tls and _uses_tls(target.url):
+            # libvirt's URI parameter for it (https://libvirt.org/uri.html#tls-transport).
+            warn_tls_unverified(logger, target.url)
+            separator = "&" if "?" in target.url else "?"
+            target = target.model_copy(update={"url": f"{target.url}{separator}no_verify=1"})
         return cls(target, options, logger)
 
     # -- the collection cycle -------------------------------------------------------------------
@@ -198,12 +210,14 @@ class LibvirtCollector(Collector):
         except (TargetUnreachable, TargetTimeout):
             self._drop_connection()
             raise
+        previous, self._cpu_time_ns = self._cpu_time_ns, live.cpu_time_ns
         return build_reports(
             facts.static,
             live,
             target=self.target.name,
             collected_at=datetime.now(UTC),
             collector=self._info,
+            cpu_used_mhz=observed_cpu_mhz(previous, live.cpu_time_ns, live.node),
         )
 
     def close(self) -> None:
@@ -363,14 +377,7 @@ class LibvirtCollector(Collector):
         return found, anomalies
 
     def _dump(self, filename: str, xml: str) -> None:
-        directory = self.target.dump_native_dir
-        if directory is None:
-            return
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / filename.replace("/", "_")).write_text(xml, encoding="utf-8")
-        except OSError as exc:
-            self.log.warning("could not save %s in %s: %s", filename, directory, exc)
+        save_native_dump(self.target, self.name, filename, xml, logger=self.log)
 
     # -- every cycle ----------------------------------------------------------------------------
 
@@ -410,6 +417,7 @@ class LibvirtCollector(Collector):
             free_pages=free_pages,
             instances=self._instances(conn),
             pools=self._pools(conn, facts),
+            cpu_time_ns=_cpu_time_ns(conn),
         )
 
     def _instances(self, conn: Any) -> list[InstanceAllocation]:
@@ -487,6 +495,18 @@ class LibvirtCollector(Collector):
             collector=CollectorInfo(name=cls.name, version=cls.version),
             collected_at=datetime.now(UTC),
         )
+
+
+def _cpu_time_ns(conn: Any) -> tuple[int, int] | None:
+    """(busy, busy + idle) ns of every CPU of the node since boot; None where unsupported."""
+    stats: dict[str, int] = _optional(
+        lambda: conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS, 0), {}
+    )
+    if not stats or "idle" not in stats:
+        return None
+    idle = int(stats["idle"]) + int(stats.get("iowait", 0))
+    busy = sum(int(v) for k, v in stats.items() if k in ("kernel", "user"))
+    return busy, busy + idle
 
 
 def _optional(fn: Callable[[], T], default: T) -> T:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import re
+import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, cast
 from urllib.parse import urlsplit
 
 import pyVmomi
+from pydantic import BaseModel, ConfigDict, Field
 
 from resmon.contract import (
     AuthenticationFailed,
@@ -22,11 +22,15 @@ from resmon.contract import (
     CollectorInfo,
     HostReport,
     InvalidNativeData,
+    Logger,
     OfflineInput,
     Target,
     UnsupportedTarget,
+    save_native_dump,
+    warn_tls_unverified,
 )
 
+from ._capture import load_capture
 from ._errors import fault_message, map_vim_errors
 from ._native import PROPERTIES, Inventory, NativeObject, load_dump, to_plain
 from ._normalise import normalise
@@ -38,15 +42,25 @@ vim: Any = pyVmomi.vim
 vmodl: Any = pyVmomi.vmodl
 SoapStubAdapter: Any = getattr(pyVmomi, "SoapStubAdapter")  # noqa: B009 (not in the stubs)
 
-Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-
 #: The API version spoken: vSphere 6.5, the oldest release this collector supports. Every
 #: property read exists in it, and fixing it saves the version-discovery request (which pyVmomi
 #: sends without any timeout).
 API_VERSION = "vim.version.version11"
 _SUPPORTED_API_TYPES = {"VirtualCenter", "HostAgent"}
-_VIEW_TYPES = [vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine]
+_VIEW_TYPES = [
+    vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine, vim.Folder,
+    vim.Datacenter,
+]  # fmt: skip
 _PC = vmodl.query.PropertyCollector
+
+
+class VmwareOptions(BaseModel):
+    """``[targets.options]`` of a vmware target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    #: Objects per PropertyCollector page.
+    page_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
 
 @dataclass(frozen=True)
@@ -62,18 +76,8 @@ class _Settings:
     dump_dir: Path | None
 
 
-def _settings(target: Target, logger: Logger) -> _Settings:
+def _settings(target: Target, options: VmwareOptions, logger: Logger) -> _Settings:
     name = target.name
-    known = {"page_size"}
-    unknown = sorted(set(target.options) - known)
-    if unknown:
-        raise UnsupportedTarget(
-            f"unknown vmware options: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-            target=name,
-        )
-    page_size = target.options.get("page_size", 1000)
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size:
-        raise UnsupportedTarget("option page_size must be a positive integer", target=name)
 
     parts = urlsplit(target.url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -99,11 +103,7 @@ def _settings(target: Target, logger: Logger) -> _Settings:
                     f"cannot load ca_bundle {target.ca_bundle}: {exc}", target=name
                 ) from exc
         else:
-            logger.warning(
-                "TLS certificate verification is OFF for %s (verify_tls=false): the connection "
-                "can be intercepted; use ca_bundle instead",
-                url,
-            )
+            warn_tls_unverified(logger, url)
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -116,7 +116,7 @@ def _settings(target: Target, logger: Logger) -> _Settings:
         password=target.password.get_secret_value(),
         timeout_s=target.timeout_s,
         ssl_context=context,
-        page_size=page_size,
+        page_size=options.page_size,
         dump_dir=target.dump_native_dir,
     )
 
@@ -146,6 +146,7 @@ class VmwareCollector(Collector):
 
     name = "vmware"
     version = "0.1.0"
+    options_model = VmwareOptions
     capabilities = frozenset(
         {
             Capability.CPU_FEATURES,
@@ -160,9 +161,15 @@ class VmwareCollector(Collector):
         OfflineInput(
             flag="--dump",
             key="dump",
-            required=True,
             multiple=True,
             help="JSON written by 'resmon collect --dump-native DIR' for a vmware target",
+        ),
+        OfflineInput(
+            flag="--soap",
+            key="soap",
+            multiple=True,
+            help="SOAP captured from vCenter/ESXi: a vcrpy cassette or a file of SOAP responses "
+            "(all files given form one collection)",
         ),
     )
 
@@ -177,7 +184,8 @@ class VmwareCollector(Collector):
 
     @classmethod
     def from_target(cls, target: Target, *, logger: Logger) -> Self:
-        return cls(target, _settings(target, logger), logger)
+        options = cast(VmwareOptions, cls.parse_options(target))
+        return cls(target, _settings(target, options, logger), logger)
 
     # -- session -------------------------------------------------------------------------------
 
@@ -229,7 +237,7 @@ class VmwareCollector(Collector):
     def collect(self) -> list[HostReport]:
         inventory = self._read_with_relogin()
         if self.settings.dump_dir is not None:
-            self._dump(inventory, self.settings.dump_dir)
+            self._dump(inventory)
         return normalise(
             inventory,
             target=self.target.name,
@@ -355,14 +363,9 @@ class VmwareCollector(Collector):
             found[compute.moref] = plain
         return found
 
-    def _dump(self, inventory: Inventory, directory: Path) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.target.name)
-        try:
-            path = inventory.save(directory, safe)
-        except OSError as exc:  # a dump is a debugging aid; it never fails the collection
-            self.logger.error("cannot write the native dump to %s: %s", directory, exc)
-            return
-        self.logger.info("native data saved to %s", path)
+    def _dump(self, inventory: Inventory) -> None:
+        text = json.dumps(inventory.to_json(), indent=1, sort_keys=True)
+        save_native_dump(self.target, self.name, "inventory.json", text, logger=self.logger)
 
     # -- offline -------------------------------------------------------------------------------
 
@@ -370,8 +373,19 @@ class VmwareCollector(Collector):
     def normalise_offline(
         cls, inputs: Mapping[str, list[Path]], *, target: str
     ) -> list[HostReport]:
-        """Reports from dumps written by ``--dump-native`` (one collection per file)."""
+        """Reports from dumps written by ``--dump-native`` (one collection per file) and from
+        SOAP captures (all files together one collection)."""
+        if not inputs.get("dump") and not inputs.get("soap"):
+            raise InvalidNativeData("nothing to normalise: give --dump FILE or --soap FILE")
         reports: list[HostReport] = []
+        if inputs.get("soap"):
+            inventory = load_capture(inputs["soap"])
+            reports += normalise(
+                inventory,
+                target=target,
+                collector=CollectorInfo(name=cls.name, version=cls.version),
+                collected_at=datetime.fromisoformat(inventory.collected_at or ""),
+            )
         for path in inputs.get("dump", []):
             inventory = load_dump(path)
             try:

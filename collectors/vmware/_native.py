@@ -61,8 +61,11 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "environmentBrowser", "host"),
-    "ClusterComputeResource": ("summary.currentEVCModeKey",),
+    "ComputeResource": ("name", "parent", "environmentBrowser", "host", "summary.effectiveMemory"),
+    # Only to name the datacenter a host is in: folders link compute resources up to it.
+    "Folder": ("parent",),
+    "Datacenter": ("name",),
+    "ClusterComputeResource": ("summary.currentEVCModeKey", "configuration.dasConfig"),
     "Datastore": (
         "summary.name",
         "summary.url",

@@ -18,8 +18,8 @@ Choices a reader of the reports should know:
   up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
   naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
-  used are the sums over its hosts; ``max_unit`` is the largest single up host (a VM lands on
-  one host).
+  used are the sums over its hosts, and HA admission control's failover capacity is held too;
+  ``max_unit`` is the largest single up host (a VM lands on one host).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
   unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
@@ -51,8 +51,10 @@ from resmon.contract import (
     HostState,
     Hypervisor,
     InstanceAllocation,
+    InstanceStates,
     InvalidNativeData,
     Inventory,
+    Location,
     Memory,
     ObservedUsage,
     ProviderKind,
@@ -83,6 +85,8 @@ _HEALTH = {
 #: Host states in which vCenter still manages the host, so its view of the host's VMs is current.
 _MANAGED_STATES = {HostState.UP, HostState.MAINTENANCE, HostState.STANDBY}
 _CLUSTER_TYPES = ("ClusterComputeResource",)
+#: VirtualMachinePowerState → the schema's instance state counter.
+_POWER_STATES = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspended"}
 _COMPUTE_TYPES = ("ComputeResource", "ClusterComputeResource")
 
 
@@ -137,10 +141,44 @@ class _Props:
         return items
 
 
-def _anomaly(code: str, field: str, message: str, raw: object = None) -> Anomaly:
-    return Anomaly(
-        code=code, field=field, message=message, raw_value=None if raw is None else str(raw)[:1000]
-    )
+def _datacenter_names(inventory: NativeInventory) -> dict[str, str]:
+    """Datacenter name per managed object below it, following ``parent`` links."""
+    parents = {
+        o.moref: parent
+        for o in inventory.objects
+        if isinstance(parent := o.props.get("parent"), str)
+    }
+    names = {
+        dc.moref: _Props(dc).text("name") or dc.moref for dc in inventory.of_type("Datacenter")
+    }
+    found: dict[str, str] = {}
+    for moref in parents:
+        node: str | None = moref
+        for _ in range(64):  # folders nest, but never this deep
+            if node is None or node in names:
+                break
+            node = parents.get(node)
+        if node is not None and node in names:
+            found[moref] = names[node]
+    return found
+
+
+def _location(datacenter: str | None, cluster: str | None) -> Location | None:
+    if datacenter is None and cluster is None:
+        return None
+    return Location(datacenter=datacenter, cluster=cluster)
+
+
+def _instance_states(inventory: NativeInventory) -> dict[str, InstanceStates]:
+    """VMs that are not templates, per host moref and power state."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for vm in inventory.of_type("VirtualMachine"):
+        props = _Props(vm)
+        host = props.text("runtime.host")
+        if host is None or props.flag("summary.config.template"):
+            continue
+        counts[host][_POWER_STATES.get(props.text("runtime.powerState") or "", "other")] += 1
+    return {host: InstanceStates(**counter) for host, counter in counts.items()}
 
 
 def host_state(props: _Props) -> HostState:
@@ -323,6 +361,8 @@ def _host_report(
     parent_id: str | None,
     allocations: _Allocations,
     instance_details: dict[str, str],
+    location: Location | None,
+    instance_states: InstanceStates | None,
     collected_at: datetime,
     collector: CollectorInfo,
     anomalies: list[Anomaly],
@@ -334,7 +374,7 @@ def _host_report(
         allocations = _Allocations([])  # vCenter's view of this host's VMs is stale
     if props.flag("runtime.inQuarantineMode"):
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.host_quarantine",
                 "state",
                 "host in quarantine mode: Proactive HA reports degraded hardware; DRS moves "
@@ -344,7 +384,7 @@ def _host_report(
         )
     if state is HostState.UNKNOWN:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.host_state_unknown",
                 "state",
                 "connection/power state not understood",
@@ -353,13 +393,9 @@ def _host_report(
         )
 
     os_type = props.text("config.product.osType")
-    arch = _OS_TYPE_ARCH.get(os_type or "")
-    if arch is None:
-        # Kept as "unknown" (and flagged by the core's vocabulary check) rather than guessed.
-        arch = "unknown"
-        anomalies.append(
-            _anomaly("vmware.arch_unknown", "cpu.arch", "osType gives no architecture", os_type)
-        )
+    # An osType without a known architecture is kept raw, never guessed: the core's vocabulary
+    # check records it as an unknown architecture.
+    arch = _OS_TYPE_ARCH.get(os_type or "") or os_type or "unknown"
 
     packages = props.integer("summary.hardware.numCpuPkgs")
     cores = props.integer("summary.hardware.numCpuCores")
@@ -469,6 +505,8 @@ def _host_report(
         observed=observed,
         health=_HEALTH.get(props.text("overallStatus") or "gray", Health.UNKNOWN),
         boot_time=_timestamp(props, "runtime.bootTime"),
+        location=location,
+        instance_states=instance_states,
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -521,7 +559,7 @@ def _cluster_cpu_traits(
     vendors = {c.vendor for c in cpus if c.vendor}
     if len(vendors) > 1 and not evc:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.cluster_mixed_cpu_vendors",
                 "traits",
                 "hosts of different CPU vendors and no EVC mode: vMotion between them fails",
@@ -531,14 +569,84 @@ def _cluster_cpu_traits(
     return traits, anomalies
 
 
+#: How far the memory resmon offers for VMs may exceed vSphere's own figure before it is flagged.
+_EFFECTIVE_SLACK = 0.10
+
+
+def _effective_memory_check(cluster: _Props, members: list[_HostResult]) -> list[Anomaly]:
+    """Cross-check with ``summary.effectiveMemory``, which vSphere documents as the memory (MB)
+    of the running hosts left to run virtual machines: offering much more than it means a
+    reservation resmon does not see."""
+    effective = cluster.integer("summary.effectiveMemory", limit=units.MAX_BYTES // units.MIB)
+    if effective is None:
+        return []
+    offered = 0
+    for member in members:
+        inv = member.report.inventory("MEMORY_MB")
+        if member.up and inv is not None:
+            offered += inv.total - inv.hypervisor_reserved
+    if offered <= effective * (1 + _EFFECTIVE_SLACK):
+        return []
+    return [
+        Anomaly.of(
+            "vmware.effective_memory",
+            "inventories[MEMORY_MB]",
+            f"up hosts offer {offered} MiB for VMs, vSphere's effectiveMemory is {effective} MB: "
+            "more is held back than resmon reads",
+            effective,
+        )
+    ]
+
+
+def _failover_reserve(
+    cluster: _Props, resource_class: str, total: int, by_moref: Mapping[str, _HostResult]
+) -> int:
+    """What vSphere HA admission control keeps free for failover, in ``resource_class`` units.
+
+    ``configuration.dasConfig``: the percentage policy reserves its percentages of the cluster;
+    dedicated failover hosts reserve themselves whole; "host failures to tolerate" (N) reserves
+    the N largest up hosts (what its slot policy approaches, and what the percentage it
+    computes from N gives for equal hosts).
+    """
+    das = cluster.obj.props.get("configuration.dasConfig")
+    if (
+        not isinstance(das, Mapping)
+        or not das.get("enabled")
+        or not das.get("admissionControlEnabled")
+    ):
+        return 0
+    policy = das.get("admissionControlPolicy")
+    if not isinstance(policy, Mapping):
+        return 0
+    key = {"VCPU": "cpuFailoverResourcesPercent", "MEMORY_MB": "memoryFailoverResourcesPercent"}
+    percent = policy.get(key[resource_class])
+    if isinstance(percent, int) and not isinstance(percent, bool) and "failoverHosts" not in policy:
+        return min(-(-total * max(percent, 0) // 100), total)
+
+    def size(result: _HostResult) -> int:
+        inv = result.report.inventory(resource_class)
+        return 0 if inv is None else inv.total
+
+    hosts = policy.get("failoverHosts")
+    if isinstance(hosts, list):
+        return min(sum(size(by_moref[h]) for h in map(str, hosts) if h in by_moref), total)
+    level = policy.get("failoverLevel", das.get("failoverLevel"))
+    if isinstance(level, int) and not isinstance(level, bool) and level > 0:
+        largest = sorted((size(r) for r in by_moref.values() if r.up), reverse=True)
+        return min(sum(largest[:level]), total)
+    return 0
+
+
 def _cluster_report(
     cluster: NativeObject,
-    members: list[_HostResult],
+    by_moref: Mapping[str, _HostResult],
     *,
     target: str,
+    datacenter: str | None,
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
+    members = list(by_moref.values())
     inventories = [
         inv
         for inv in (
@@ -547,6 +655,10 @@ def _cluster_report(
         )
         if inv is not None
     ]
+    anomalies = _effective_memory_check(_Props(cluster), members)
+    for inv in inventories:
+        failover = _failover_reserve(_Props(cluster), inv.resource_class, inv.total, by_moref)
+        inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover, inv.total)
     totals = [m.report.memory for m in members if m.report.memory is not None]
     used = [m.used_bytes for m in totals if m.used_bytes is not None]
     memory = None
@@ -554,13 +666,12 @@ def _cluster_report(
         total = sum(m.total_bytes for m in totals)
         memory = Memory(total_bytes=total, used_bytes=sum(used) if used else None)
     state = _cluster_state(members)
-    anomalies = []
     if state is not HostState.UP:
         why = ", ".join(
             sorted(f"{m.report.identity.hostname} {m.report.state.value}" for m in members)
         )
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.cluster_down",
                 "state",
                 f"no host of the cluster can run VMs: {why}",
@@ -592,6 +703,7 @@ def _cluster_report(
         inventories=inventories,
         traits=traits,
         observed=observed,
+        location=_location(datacenter, _Props(cluster).text("name")),
         collected_at=collected_at,
         collector=collector,
         anomalies=anomalies,
@@ -622,7 +734,7 @@ def _datastore_report(
     anomalies = []
     if free > capacity:
         anomalies.append(
-            _anomaly(
+            Anomaly.of(
                 "vmware.datastore_free_exceeds_capacity", "inventories", "free > capacity", free
             )
         )
@@ -699,6 +811,8 @@ def normalise(
     }
     details = _hardware_versions(inventory, compute_of_host)
     allocations = _allocations(inventory)
+    datacenters = _datacenter_names(inventory)
+    states = _instance_states(inventory)
 
     results: dict[str, _HostResult] = {}
     for host in hosts:
@@ -706,7 +820,7 @@ def normalise(
         uuid = _Props(host).text("summary.hardware.uuid")
         if uuid in repeated:
             anomalies.append(
-                _anomaly(
+                Anomaly.of(
                     "vmware.duplicate_hardware_uuid",
                     "identity.host_id",
                     "hardware UUID shared by several hosts; the managed-object id is used",
@@ -714,6 +828,7 @@ def normalise(
                 )
             )
         parent = compute_of_host.get(host.moref)
+        cluster_name = _Props(clusters[parent]).text("name") if parent in clusters else None
         results[host.moref] = _host_report(
             host,
             host_ids[host.moref],
@@ -721,6 +836,8 @@ def normalise(
             parent_id=parent if parent in clusters else None,
             allocations=allocations.get(host.moref, _Allocations([])),
             instance_details=details.get(host.moref, {}),
+            location=_location(datacenters.get(host.moref), cluster_name),
+            instance_states=states.get(host.moref, InstanceStates()),
             collected_at=collected_at,
             collector=collector,
             anomalies=anomalies,
@@ -728,12 +845,13 @@ def normalise(
 
     reports = [r.report for r in results.values()]
     for moref, cluster in clusters.items():
-        members = [results[h] for h, c in compute_of_host.items() if c == moref]
+        members = {h: results[h] for h, c in compute_of_host.items() if c == moref}
         reports.append(
             _cluster_report(
                 cluster,
                 members,
                 target=target,
+                datacenter=datacenters.get(moref),
                 collected_at=collected_at,
                 collector=collector,
             )

@@ -10,10 +10,14 @@ from . import _vocabulary as vocabulary
 from ._collector import (
     CONTRACT_VERSION,
     ENTRY_POINT_GROUP,
+    AnyOptions,
     Capability,
     Collector,
+    Logger,
     OfflineInput,
     Target,
+    save_native_dump,
+    warn_tls_unverified,
 )
 from ._errors import (
     ERROR_KINDS,
@@ -57,6 +61,7 @@ __all__ = [
     "ERROR_KINDS",
     "SCHEMA_VERSION",
     "Anomaly",
+    "AnyOptions",
     "AuthenticationFailed",
     "Capability",
     "Collector",
@@ -76,6 +81,7 @@ __all__ = [
     "InvalidNativeData",
     "Inventory",
     "Location",
+    "Logger",
     "Memory",
     "NumaCell",
     "ObservedUsage",
@@ -89,6 +95,8 @@ __all__ = [
     "TargetUnreachable",
     "UnsupportedTarget",
     "parse_version",
+    "save_native_dump",
     "units",
     "vocabulary",
+    "warn_tls_unverified",
 ]

@@ -9,25 +9,35 @@ point group; the in-tree ones are registered the same way.
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from ._errors import UnsupportedTarget
 from ._schema import HostReport
 
 __all__ = [
     "CONTRACT_VERSION",
     "ENTRY_POINT_GROUP",
+    "AnyOptions",
     "Capability",
     "Collector",
+    "Logger",
     "OfflineInput",
     "Target",
+    "save_native_dump",
+    "warn_tls_unverified",
 ]
+
+#: The logger a collector receives: bound to its collector and target names.
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 #: The contract version this package defines. Additive change = minor; anything else = major.
 CONTRACT_VERSION = "1.1"
@@ -68,6 +78,62 @@ class Target(BaseModel):
     dump_native_dir: Path | None = None
 
 
+class AnyOptions(BaseModel):
+    """The options model of a collector that declares none (contract 1.0): anything passes and
+    the collector checks its options itself."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def _option_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    err = exc.errors()[0]
+    name = ".".join(str(p) for p in err["loc"]) or "options"
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(sorted(model.model_fields)) or "none"
+        return f"unknown option {name!r} (known: {known})"
+    return f"option {name!r}: {err['msg']} (got {str(err.get('input'))[:100]!r})"
+
+
+def warn_tls_unverified(logger: Logger, url: str) -> None:
+    """The one warning every collector logs when a target turns TLS verification off."""
+    logger.warning(
+        "TLS certificate verification is OFF for %s (verify_tls=false): the connection can be "
+        "intercepted; give ca_bundle instead",
+        url,
+    )
+
+
+def save_native_dump(
+    target: Target,
+    collector: str,
+    what: str,
+    data: str | bytes,
+    *,
+    logger: Logger,
+    at: datetime | None = None,
+) -> Path | None:
+    """Save raw native data under ``target.dump_native_dir`` (nothing when it is unset) as
+    ``<collector>-<target>-<UTC time>-<what>``, the one naming every collector uses. A dump is a
+    debugging aid: a failure to write it is logged, never raised. Returns the path written."""
+    directory = target.dump_native_dir
+    if directory is None:
+        return None
+    stamp = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    safe = [re.sub(r"[^A-Za-z0-9_.-]", "_", part) for part in (collector, target.name, what)]
+    path = directory / f"{safe[0]}-{safe[1]}-{stamp}-{safe[2]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        logger.warning("cannot save native data to %s: %s", path, exc.strerror or exc)
+        return None
+    logger.debug("native data saved to %s", path)
+    return path
+
+
 @dataclass(frozen=True)
 class OfflineInput:
     """One saved native input a collector can normalise offline (``resmon normalise``).
@@ -100,12 +166,24 @@ class Collector(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: Saved inputs ``resmon normalise <name>`` accepts.
     offline_inputs: ClassVar[Sequence[OfflineInput]] = ()
+    #: The model of ``[targets.options]`` (contract 1.1), validated by the core before
+    #: :meth:`from_target`: forbid extra fields so that an unknown option is named.
+    options_model: ClassVar[type[BaseModel]] = AnyOptions
+
+    @classmethod
+    def parse_options(cls, target: Target) -> BaseModel:
+        """``target.options`` as :attr:`options_model`; an unknown or ill-typed option is an
+        :class:`UnsupportedTarget` naming it. The core calls it before :meth:`from_target`."""
+        try:
+            return cls.options_model.model_validate(dict(target.options))
+        except ValidationError as exc:
+            raise UnsupportedTarget(
+                f"{cls.name}: {_option_error(exc, cls.options_model)}", target=target.name
+            ) from None
 
     @classmethod
     @abstractmethod
-    def from_target(
-        cls, target: Target, *, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
-    ) -> Self:
+    def from_target(cls, target: Target, *, logger: Logger) -> Self:
         """Build a collector for ``target``; validate options here, connect lazily."""
 
     @abstractmethod

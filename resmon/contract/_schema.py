@@ -109,6 +109,12 @@ class Anomaly(_Model):
     message: Annotated[str, Field(max_length=2000)]
     raw_value: Annotated[str | None, Field(max_length=1000)] = None
 
+    @classmethod
+    def of(cls, code: str, field: str, message: str, raw: object = None) -> Anomaly:
+        """An anomaly about ``raw`` (any value, kept as text, cut to the field's length)."""
+        raw_value = None if raw is None else str(raw)[:1000]
+        return cls(code=code, field=field, message=message, raw_value=raw_value)
+
 
 class HostIdentity(_Model):
     """Identity: ``host_id`` comes from the hypervisor itself (libvirt host UUID, vSphere hardware

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import models
+from ._retention import Pruned, Retention, prune, start_pruning
 from ._store import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_URL,
@@ -19,6 +20,8 @@ from ._writer import StoreWriter
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
+    "Pruned",
+    "Retention",
     "Store",
     "StoreError",
     "StoreHealth",
@@ -27,5 +30,7 @@ __all__ = [
     "alembic_directory",
     "migration_head",
     "models",
+    "prune",
     "redact_url",
+    "start_pruning",
 ]

@@ -10,14 +10,24 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
@@ -33,7 +43,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
-from resmon.runner import CollectionOutcome
+from resmon.outcome import CollectionOutcome
 
 from . import models
 
@@ -106,13 +116,16 @@ def redact_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # The busy timeout first: switching to WAL needs a lock another process may hold.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+def _sqlite_pragmas(timeout_s: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # The busy timeout first: switching to WAL needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")  # a lock wait, bounded
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    return on_connect
 
 
 def sqlite_file(engine: Engine) -> Path | None:
@@ -140,7 +153,7 @@ def create_store_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> En
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed, connect_args={"timeout": timeout_s})
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_pragmas(timeout_s))
             return engine
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
@@ -370,6 +383,12 @@ class Store:
         """A read session (no commit)."""
         with self._guard.operation(), self._sessions() as session:
             yield session
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end, bounded like every store call."""
+        with self._guard.operation(), self.engine.begin() as connection:
+            yield connection
 
     # -- writes ---------------------------------------------------------------------------
 

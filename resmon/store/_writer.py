@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from resmon.runner import CollectionOutcome
+from resmon.outcome import CollectionOutcome
 
 from ._store import Store, StoreError, TargetSpec
 
@@ -38,7 +38,8 @@ class StoreWriter:
         with self._cond:
             if spec.name in self._pending:
                 self.dropped += 1
-                log.warning(
+                # The outage itself is logged once by the store; this would repeat per target.
+                log.debug(
                     "target %s: an earlier collection was not stored yet (database slow or "
                     "unavailable); keeping only the newest",
                     spec.name,

@@ -32,8 +32,10 @@ __all__ = [
     "HostTrait",
     "Inventory",
     "NumaCell",
+    "Replica",
     "SupportedInstance",
     "Target",
+    "TargetLease",
 ]
 
 NAMING_CONVENTION = {
@@ -80,6 +82,8 @@ class CollectionRun(Base):
         # A target's latest run id in one index lookup, however long its history: the
         # generation the query API's candidate index is checked against on every request.
         Index("ix_collection_runs_target_id_id", "target_id", "id"),
+        # Retention prunes the oldest runs first.
+        Index("ix_collection_runs_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -223,7 +227,10 @@ class Anomaly(Base):
     """A soft-invariant violation or unknown value, as of the provider's last collection."""
 
     __tablename__ = "anomalies"
-    __table_args__ = (Index("ix_anomalies_code", "code"),)
+    __table_args__ = (
+        Index("ix_anomalies_code", "code"),
+        Index("ix_anomalies_detected_at", "detected_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host_pk: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
@@ -242,7 +249,10 @@ class CapacityChange(Base):
     """Change log: one row per inventory field that changed between two collections."""
 
     __tablename__ = "capacity_changes"
-    __table_args__ = (Index("ix_capacity_changes_target_host", "target_name", "host_id"),)
+    __table_args__ = (
+        Index("ix_capacity_changes_target_host", "target_name", "host_id"),
+        Index("ix_capacity_changes_changed_at", "changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int | None] = mapped_column(
@@ -255,3 +265,33 @@ class CapacityChange(Base):
     old_value: Mapped[float | None] = mapped_column(Float)
     new_value: Mapped[float | None] = mapped_column(Float)
     changed_at: Mapped[datetime]
+
+
+class Replica(Base):
+    """A ``resmon run`` process sharing the database, alive while ``expires_at`` is ahead."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class TargetLease(Base):
+    """Which replica collects a target, until when; the row is locked to change hands."""
+
+    __tablename__ = "target_leases"
+    __table_args__ = (Index("ix_target_leases_holder", "holder"),)
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: Replica id, or None when nobody holds the target.
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None]
+    acquired_at: Mapped[datetime | None]
+    #: When the target's last collection started (database clock), whoever ran it: a new holder
+    #: waits for the interval to pass from there.
+    last_started_at: Mapped[datetime | None]

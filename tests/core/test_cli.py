@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import SQLAlchemyError
 
 from resmon.cli import host_report_json_schema, main
 from resmon.config import ConfigError, load_config, split_userinfo
@@ -177,6 +178,14 @@ def test_hung_collector_is_abandoned_as_timeout(tmp_path: Path) -> None:
         unregister("hang")
 
 
+def _has_run(store: Store, target: str) -> bool:
+    """Whether ``target`` has a stored run yet (the database may still be being created)."""
+    try:
+        return bool(store.runs(target))
+    except SQLAlchemyError:
+        return False
+
+
 def test_sigterm_stops_resmon_run(tmp_path: Path) -> None:
     body = f"""
 [resmon]
@@ -192,12 +201,12 @@ timeout_s = 1
     path = write_config(tmp_path, body)
     proc = subprocess.Popen([sys.executable, "-m", "resmon.cli", "run", "--config", str(path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    # Signal only once it has started (the database exists): before that, Python's default
-    # SIGTERM action applies, and a loaded machine can take seconds to import.
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "r.db").exists() and time.monotonic() < deadline:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    deadline = time.monotonic() + 60  # start-up is slow on a loaded machine: wait for a run
+    while not _has_run(store, "t"):
+        assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    time.sleep(1)
+    store.close()
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=20)

@@ -234,21 +234,34 @@ def test_policy_changes_every_driver_alike(golden_libvirtd: type[Any], tmp_path:
         "hyperv": hyperv_reports("running"),
         "localhost": localhost_reports("running", tmp_path),
     }
-    capacities = {}
+    capacities: dict[str, dict[str, tuple[int, float, int, int]]] = {}
+    expected: dict[str, dict[str, tuple[int, float, int, int]]] = {}
     for driver, reports in by_driver.items():
         assert reports is not None
         host = next(r for r in settle(reports, policy) if r.provider_kind == "compute_host")
+        # Capacity after what the hypervisor itself holds (declared where it differs), and the
+        # policy's part: the same for every driver.
         capacities[driver] = {
-            inv.resource_class: (inv.reserved, inv.allocation_ratio, inv.capacity)
+            inv.resource_class: (
+                inv.operator_reserved,
+                inv.allocation_ratio,
+                inv.reserved - inv.hypervisor_reserved,
+                inv.capacity,
+            )
             for inv in host.inventories
             if inv.resource_class in ("VCPU", "MEMORY_MB")
         }
-    memory = GOLDEN_HOST.memory_mib
-    expected = {
-        "VCPU": (2, 2.0, (GOLDEN_HOST.cpus - 2) * 2),
-        "MEMORY_MB": (4096, 1.5, int((memory - 4096) * 1.5)),
-    }
-    assert capacities == dict.fromkeys(by_driver, expected)
+        held = {inv.resource_class: inv.hypervisor_reserved for inv in host.inventories}
+        expected[driver] = {
+            "VCPU": (2, 2.0, 2, (GOLDEN_HOST.cpus - held["VCPU"] - 2) * 2),
+            "MEMORY_MB": (
+                4096,
+                1.5,
+                4096,
+                int((GOLDEN_HOST.memory_mib - held["MEMORY_MB"] - 4096) * 1.5),
+            ),
+        }
+    assert capacities == expected
 
 
 # -- vSphere through the simulator -------------------------------------------------------------

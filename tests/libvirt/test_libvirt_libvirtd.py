@@ -146,9 +146,9 @@ def test_identity_and_version(report: HostReport, libvirtd: str) -> None:
 
 
 def test_dumped_xml_replays_to_the_same_instances(report: HostReport, dump_dir: Path) -> None:
-    caps = dump_dir / "capabilities.xml"
-    domcaps = sorted(dump_dir.glob("domcapabilities-*.xml"))
-    assert caps.is_file() and any(p.name == "domcapabilities-x86_64-qemu.xml" for p in domcaps)
+    (caps,) = dump_dir.glob("libvirt-system-*-capabilities.xml")
+    domcaps = sorted(dump_dir.glob("libvirt-system-*-domcapabilities-*.xml"))
+    assert any(p.name.endswith("-domcapabilities-x86_64-qemu.xml") for p in domcaps)
     (offline,) = normalise_saved(
         (str(caps), caps.read_bytes()),
         [(str(p), p.read_bytes()) for p in domcaps],

@@ -158,8 +158,8 @@ def test_bad_uris_map_to_contract_errors(url: str, error: type[Exception], text:
 
 def test_dumped_native_xml_replays_offline(tmp_path: Path) -> None:
     (live,) = collect(target("test:///default", dump_native_dir=tmp_path / "dump"))
-    saved = tmp_path / "dump" / "capabilities.xml"
-    assert saved.is_file()
+    # Named as every collector names its dumps: <collector>-<target>-<UTC time>-<what>.
+    (saved,) = (tmp_path / "dump").glob("libvirt-lv-*Z-capabilities.xml")
     (offline,) = normalise_saved(
         (str(saved), saved.read_bytes()),
         target="lv",
@@ -267,6 +267,17 @@ def test_policy_changes_capacity_the_same_way(
 ) -> None:
     facts = collect(target("test:///default"))
     assert {"VCPU", "MEMORY_MB", "DISK_GB"} <= check_policy_applies_uniformly(facts)
+
+
+def test_observed_use_is_reported_apart_from_allocations() -> None:
+    with LibvirtCollector.from_target(target("test:///default"), logger=LOG) as collector:
+        (first,) = collector.collect()
+        (second,) = collector.collect()
+    for report in (first, second):
+        assert report.observed is not None and report.memory is not None
+        assert report.observed.memory_used_bytes == report.memory.used_bytes
+    # The test driver's node CPU times never move: no interval, so no observed CPU figure.
+    assert second.observed is not None and second.observed.cpu_used_mhz is None
 
 
 @pytest.fixture

@@ -47,8 +47,8 @@ def shell_blocks(path: Path) -> list[tuple[str, str]]:
 
 
 def emitted_anomaly_codes() -> tuple[set[str], list[re.Pattern[str]]]:
-    """Codes passed to ``Anomaly(code=...)`` or an ``_anomaly(code, ...)`` helper in the core and
-    the collectors: literal codes, and f-string codes as patterns."""
+    """Codes passed to ``Anomaly(code=...)``, ``Anomaly.of(code, ...)`` or an ``_anomaly``
+    helper in the core and the collectors: literal codes, and f-string codes as patterns."""
     literal: set[str] = set()
     patterns: list[re.Pattern[str]] = []
     for package in ("resmon", "collectors"):
@@ -57,6 +57,8 @@ def emitted_anomaly_codes() -> tuple[set[str], list[re.Pattern[str]]]:
                 if not isinstance(node, ast.Call):
                     continue
                 name = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if name == "of" and getattr(node.func, "value", None) is not None:
+                    name = getattr(node.func.value, "id", None)  # type: ignore[attr-defined]
                 if name not in ("Anomaly", "_anomaly"):
                     continue
                 code = next((k.value for k in node.keywords if k.arg == "code"), None)
@@ -192,6 +194,28 @@ def sandbox_available() -> str | None:
     return None
 
 
+def copy_checkout(destination: Path) -> Path:
+    """The checkout's files as git sees them (tracked or not ignored), or the whole tree less
+    build output where there is no git."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True,
+    )  # fmt: skip
+    if listed.returncode != 0:
+        shutil.copytree(
+            REPO_ROOT, destination,
+            ignore=shutil.ignore_patterns(".git", ".build", "__pycache__", "*.egg-info", "*.db",
+                                          "dist", "build", ".*_cache"),
+        )  # fmt: skip
+        return destination
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the work tree is left out
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
 def guide_script() -> str:
     parts = [STAND_IN]
     for guide in GUIDES:
@@ -205,12 +229,7 @@ def test_guides_run_as_written(tmp_path: Path) -> None:
     reason = sandbox_available()
     if reason:
         pytest.skip(reason)
-    checkout = tmp_path / "resmon"
-    shutil.copytree(
-        REPO_ROOT, checkout,
-        ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "*.db", "dist",
-                                      "build", ".mypy_cache", ".ruff_cache", ".pytest_cache"),
-    )  # fmt: skip
+    checkout = copy_checkout(tmp_path / "resmon")
     script = tmp_path / "guides.sh"
     script.write_text(guide_script())
     layers = tmp_path / "layers"

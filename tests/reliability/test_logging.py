@@ -23,6 +23,8 @@ from resmon.logs import add_secret, configure_logging
 from resmon.registry import register, unregister
 from resmon.store import Store
 
+from .waiting import stored_runs
+
 HELPER = Path(__file__).with_name("resmon_with_test_collectors.py")
 DB_SENTINEL = "db-sentinel-Zq8Hn2"
 TARGET_SENTINEL = "target-sentinel-Kd41xv"
@@ -109,7 +111,7 @@ def test_json_lines_at_start_and_per_collection_without_secrets(
     store = Store(postgres_url)
     try:
         deadline = time.monotonic() + 60
-        while not (store.is_current() and store.runs("good") and store.runs("broken")):
+        while not (stored_runs(store, "good") and stored_runs(store, "broken")):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy.exc import OperationalError
-
 from resmon.store import Store
+
+from .waiting import stored_runs
 
 HELPER = Path(__file__).with_name("resmon_with_test_collectors.py")
 GRACE_S = 3.0
@@ -54,11 +54,8 @@ timeout_s = 300
         deadline = time.monotonic() + 60
         while True:  # until the first round is under way (the quick target is stored)
             assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if (tmp_path / "resmon.db").exists() and store.runs("quick"):
-                    break
-            except OperationalError:  # the daemon is still creating its tables
-                pass
+            if stored_runs(store, "quick"):
+                break
             assert time.monotonic() < deadline, "the quick target was never stored"
             time.sleep(0.05)
         signalled = time.monotonic()
@@ -68,7 +65,8 @@ timeout_s = 300
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    assert took < GRACE_S + 2.5, f"stopped {took:.1f}s after SIGTERM"
+    # The grace, plus the process's own exit on a loaded machine; never the hung collector.
+    assert took < GRACE_S + 5, f"stopped {took:.1f}s after SIGTERM"
     # The collection in flight finished within the grace: stored.
     assert [r.status for r in store.runs("in-flight")] == ["success"]
     # The one that never returns was dropped: no run, and the log says so.

@@ -92,7 +92,7 @@ def test_daemon_survives_a_database_that_stops_answering(postgres_url: str) -> N
         daemon.stop()
         thread.join(timeout=10)
         assert not thread.is_alive()
-        assert time.monotonic() - start < 1 + 1.5
+        assert time.monotonic() - start < 1 + 3
     finally:
         daemon.stop()
         proxy.close()

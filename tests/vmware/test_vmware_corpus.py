@@ -227,6 +227,7 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert host.running_instances.count == 0
     assert host.health is Health.OK  # overallStatus green
     assert host.boot_time == datetime(2023, 12, 12, 9, 7, 1, 778318, tzinfo=UTC)
+    assert host.location is not None and host.location.cluster == "cluster-a"
 
 
 def test_real_host_system_reservations(reports: list[HostReport]) -> None:
@@ -465,3 +466,40 @@ def test_mixed_cpu_vendors_without_evc(inventory: Inventory) -> None:
     cluster = _cluster_with(inventory, host, amd)
     assert [a.code for a in cluster.anomalies] == ["vmware.cluster_mixed_cpu_vendors"]
     assert cluster.anomalies[0].raw_value == "AMD,Intel"
+
+
+@pytest.mark.parametrize(
+    ("policy", "vcpu_held", "memory_held"),
+    [
+        # 25 % of 8 logical CPUs and of 16382 MiB kept for failover, on top of ESXi's own.
+        ({"cpuFailoverResourcesPercent": 25, "memoryFailoverResourcesPercent": 25}, 2 + 2,
+         2660 + 4096),
+        ({"failoverLevel": 1}, 8, 16382),  # tolerate one host failure: the only host
+        ({"failoverHosts": ["host-14"], "failoverLevel": 1}, 8, 16382),  # dedicated
+    ],
+    ids=["percentage", "host-failures", "dedicated-host"],
+)  # fmt: skip
+def test_ha_admission_control_holds_failover_capacity(
+    inventory: Inventory, policy: dict[str, object], vcpu_held: int, memory_held: int
+) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    das = {"enabled": True, "admissionControlEnabled": True, "admissionControlPolicy": policy}
+    cluster = _cluster_with(inventory, host, **{"configuration.dasConfig": das})
+    vcpu, memory = cluster.inventory("VCPU"), cluster.inventory("MEMORY_MB")
+    assert vcpu is not None and vcpu.hypervisor_reserved == vcpu_held
+    assert memory is not None and memory.hypervisor_reserved == memory_held
+    # Admission control off: only ESXi's own reservations.
+    das["admissionControlEnabled"] = False
+    cluster = _cluster_with(inventory, host, **{"configuration.dasConfig": das})
+    memory = cluster.inventory("MEMORY_MB")
+    assert memory is not None and memory.hypervisor_reserved == 2660
+
+
+@pytest.mark.parametrize(("effective", "flagged"), [(13000, False), (10000, True)])
+def test_effective_memory_cross_check(inventory: Inventory, effective: int, flagged: bool) -> None:
+    """16382 MiB less ESXi's 2660 leaves 13722 for VMs; vSphere's figure may be up to 10 %
+    below that, as ESXi keeps some overhead outside its resource pools."""
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    cluster = _cluster_with(inventory, host, **{"summary.effectiveMemory": effective})
+    codes = [a.code for a in cluster.anomalies]
+    assert codes == (["vmware.effective_memory"] if flagged else [])

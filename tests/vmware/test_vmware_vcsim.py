@@ -174,6 +174,16 @@ def test_vpx_reports_every_host_cluster_and_datastore(vpx: vcsim.Simulator) -> N
 
     standalone = by_name(reports, "DC0_H0")
     assert standalone.parent_id is None, "a standalone host has no cluster provider"
+    # Location by name, through the folders up to the datacenter.
+    assert host.location is not None
+    assert (host.location.datacenter, host.location.cluster) == ("DC0", "DC0_C0")
+    assert standalone.location is not None
+    assert (standalone.location.datacenter, standalone.location.cluster) == ("DC0", None)
+    assert cluster.location is not None and cluster.location.datacenter == "DC0"
+    assert host.boot_time is not None and host.health is not None
+    for h in hosts:
+        assert h.instance_states is not None
+        assert h.instance_states.running == h.running_instances.count
 
     host_ids = {h.identity.host_id for h in hosts}
     for ds in datastores:
@@ -375,7 +385,7 @@ def test_bad_options_and_urls(vpx: vcsim.Simulator) -> None:
 def test_dump_native_replays_to_the_same_reports(vpx: vcsim.Simulator, tmp_path: Path) -> None:
     with VmwareCollector.from_target(target_for(vpx, dump_native_dir=tmp_path), logger=LOG) as c:
         live = c.collect()
-    (dump,) = tmp_path.glob("vmware-vc1-*.json")
+    (dump,) = tmp_path.glob("vmware-vc1-*Z-inventory.json")
     offline = VmwareCollector.normalise_offline({"dump": [dump]}, target="vc1")
     assert [r.model_dump() for r in offline] == [r.model_dump() for r in live]
 

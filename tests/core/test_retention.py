@@ -1,0 +1,101 @@
+"""Retention of the history (runs, anomalies, capacity changes) and the change log in the API,
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+from exporters._params import encode_host_ref
+from exporters.api import create_app
+from resmon.contract import Anomaly
+from resmon.contract.testing import fake_report
+from resmon.runner import CollectionOutcome
+from resmon.store import Retention, Store, TargetSpec, models, prune
+
+OLD = datetime.now(UTC) - timedelta(days=400)  # beyond every default retention
+
+
+def _record(store: Store, target: str, vcpus: int | None, *, started_at: datetime) -> int:
+    """A success reporting one host with ``vcpus``, or a failure when ``vcpus`` is None."""
+    reports = []
+    if vcpus is not None:
+        report = fake_report(f"{target}-host", target=target, vcpus=vcpus, memory_mib=1024)
+        report.anomalies = [Anomaly(code="odd", field="cpu.model", message="odd")]
+        reports = [report]
+    outcome = CollectionOutcome(
+        target=target, collector="fake", started_at=started_at, duration_s=0.1, reports=reports,
+        **({} if vcpus is not None else {"error_kind": "unreachable", "error_message": "down"}),
+    )  # type: ignore[arg-type]  # fmt: skip
+    return store.record(TargetSpec(target, "fake", "fake://1", 60.0), outcome)
+
+
+def _count(store: Store, table: type[models.Base]) -> int:
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(table)) or 0
+
+
+def test_prune_keeps_recent_history_and_what_hosts_point_at(store: Store) -> None:
+    # "steady": six old successes whose VCPU total changed each time, then a recent one.
+    steady = [
+        _record(store, "steady", 4 + n, started_at=OLD + timedelta(hours=n)) for n in range(6)
+    ]
+    newest = _record(store, "steady", 20, started_at=datetime.now(UTC))
+    # "down": an old success, then old failures only: its hosts point at that success.
+    down_success = _record(store, "down", 8, started_at=OLD)
+    down_failures = [_record(store, "down", None, started_at=OLD + timedelta(hours=n + 1))
+                     for n in range(4)]  # fmt: skip
+    with store._write() as session:  # age the change log and the anomalies of "down"
+        session.execute(update(models.CapacityChange).where(
+            models.CapacityChange.run_id.in_(steady)).values(changed_at=OLD))  # fmt: skip
+        session.execute(update(models.Anomaly).where(
+            models.Anomaly.run_id == down_success).values(detected_at=OLD))  # fmt: skip
+    changes_before = _count(store, models.CapacityChange)
+
+    pruned = prune(store, Retention(batch_size=2))
+
+    with store.session() as session:
+        kept = set(session.scalars(select(models.CollectionRun.id)))
+        hosts = dict(session.execute(select(models.Host.host_id, models.Host.last_run_id)).all())
+    assert kept == {newest, down_success, down_failures[-1]}
+    assert hosts == {"steady-host": newest, "down-host": down_success}
+    assert pruned.counts["collection_runs"] == 6 + 3
+    # The aged change log of "steady" (added, then 5 VCPU totals) is gone; its newest change
+    # and the unaged one of "down" stay.
+    assert pruned.counts["capacity_changes"] == 6
+    assert _count(store, models.CapacityChange) == changes_before - 6 == 2
+    # The old anomaly of "down" went, the current one of "steady" stayed.
+    assert pruned.counts["anomalies"] == 1 and _count(store, models.Anomaly) == 1
+    # A second pass finds nothing more; 0 days keeps everything.
+    assert set(prune(store, Retention(batch_size=2)).counts.values()) == {0}
+    assert set(prune(store, Retention(0, 0, 0)).counts.values()) == {0}
+
+
+def test_host_changes_in_the_api(store: Store) -> None:
+    for n, vcpus in enumerate((4, 8, 8, 16)):
+        _record(store, "kvm", vcpus, started_at=OLD + timedelta(hours=n))
+    ref = encode_host_ref("kvm", "kvm-host")
+    with TestClient(create_app(store)) as client:
+        body = client.get(f"/v1/hosts/{ref}/changes").json()
+        assert body["next_cursor"] is None
+        changes = [(c["resource_class"], c["field"], c["old_value"], c["new_value"])
+                   for c in body["changes"]]  # fmt: skip
+        assert changes[0] == ("*", "provider_added", None, 1)
+        assert [c for c in changes if c[0] == "VCPU"] == [
+            ("VCPU", "total", 4, 8), ("VCPU", "total", 8, 16)
+        ]  # fmt: skip
+        # Paged with a cursor, each change once.
+        seen, url = [], f"/v1/hosts/{ref}/changes?limit=1"
+        while url:
+            page = client.get(url).json()
+            seen += [c["id"] for c in page["changes"]]
+            cursor = page["next_cursor"]
+            url = f"/v1/hosts/{ref}/changes?limit=1&cursor={cursor}" if cursor else ""
+        assert seen == [c["id"] for c in body["changes"]]
+        missing = client.get(f"/v1/hosts/{encode_host_ref('kvm', 'nope')}/changes")
+        assert missing.status_code == 404
+        assert missing.json()["errors"][0]["code"] == "resmon.host.not_found"
+        bad = client.get(f"/v1/hosts/{ref}/changes?cursor=zzz")
+        assert bad.status_code == 400
