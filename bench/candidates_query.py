@@ -81,7 +81,8 @@ def serve(store: Store) -> Iterator[str]:
 
 
 def measure(store: Store, requests: int, label: str) -> float:
-    with serve(store) as base, httpx.Client(base_url=base) as client:
+    # Generous timeout: the first request loads the whole fleet into the candidate index.
+    with serve(store) as base, httpx.Client(base_url=base, timeout=300) as client:
         for query in QUERIES:  # warm-up; also checks every query is accepted
             start = time.perf_counter()
             response = client.get(f"/v1/candidates?{query}")
@@ -143,7 +144,9 @@ def add_shared_storage(store: Store) -> None:
 
 
 def prepared(url: str, hosts: int) -> Store:
-    store = Store(url)
+    # Loading thousands of hosts in one collection takes longer than the store's default bound
+    # on one operation on a loaded machine.
+    store = Store(url, timeout_s=600)
     store.upgrade()
     start = time.perf_counter()
     populate(store, hosts)

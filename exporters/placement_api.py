@@ -535,16 +535,20 @@ def placement_router(
                 member_of = _parse_member_of(params.getlist("member_of"), version)
             if "group_policy" in params:
                 _require(version, (1, 25), "group_policy")
-            query = CandidateQuery(
-                resources=resources, required=required, forbidden=forbidden,
-                limit=_ALL if member_of else limit,
-            )  # fmt: skip
             with store.session() as session:
                 targets = statuses(session)
+                sharers = candidate_index.sharing_providers(session, targets.values())
+                # Answers made only of a sharing provider's resources are taken out of the
+                # index's and listed on their own, and member_of filters after the search:
+                # either way the index's first ``limit`` answers may not be enough.
+                whole = any(all(s.supplies(rc, n) for rc, n in resources) for s in sharers)
+                query = CandidateQuery(
+                    resources=resources, required=required, forbidden=forbidden,
+                    limit=_ALL if member_of or whole else limit,
+                )  # fmt: skip
                 found = _placement_answers(
-                    candidate_index.search(session, query, targets.values()),
-                    candidate_index.sharing_providers(session, targets.values()),
-                    query, targets,
+                    candidate_index.search(session, query, targets.values()), sharers, query,
+                    targets,
                 )  # fmt: skip
                 fleet = _fleet(session, targets) if member_of else None
                 requests = _allocation_requests(found, resources, fleet, member_of)[:limit]

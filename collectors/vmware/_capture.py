@@ -45,13 +45,11 @@ __all__ = ["load_capture"]
 _VIM = "urn:vim25"
 _BODY = "{http://schemas.xmlsoap.org/soap/envelope/}Body"
 _ENVELOPE = re.compile(rb"<(?:[\w-]+:)?Envelope\b.*?</(?:[\w-]+:)?Envelope>", re.DOTALL)
-#: Managed-object types the normaliser reads, and the property lists that apply to each.
+#: Managed-object types the normaliser reads, and the property lists that apply to each (a
+#: cluster is a compute resource too).
 _READ = {
-    "HostSystem": PROPERTIES["HostSystem"],
-    "ComputeResource": PROPERTIES["ComputeResource"],
+    **PROPERTIES,
     "ClusterComputeResource": PROPERTIES["ComputeResource"] + PROPERTIES["ClusterComputeResource"],
-    "Datastore": PROPERTIES["Datastore"],
-    "VirtualMachine": PROPERTIES["VirtualMachine"],
 }
 
 
@@ -263,7 +261,8 @@ def load_capture(paths: Sequence[Path]) -> Inventory:
         objects.append(
             NativeObject(kind, moref, {k: v for k, v in values.items() if v is not None})
         )
-    if not objects:
+    providers = {"HostSystem", "ComputeResource", "ClusterComputeResource", "Datastore"}
+    if not any(o.type in providers | {"VirtualMachine"} for o in objects):
         raise InvalidNativeData(
             f"{', '.join(map(str, paths))}: no host, cluster, datastore or VM properties in the "
             "capture (a cassette keeps Fetch answers with their requests; a file of responses "

@@ -138,5 +138,10 @@ def test_allocation_candidates_in_each_shape(client: TestClient) -> None:
     disk_only = get(client, "/allocation_candidates?resources=DISK_GB:600&limit=10")
     answers = sorted(list(r["allocations"]) for r in disk_only["allocation_requests"])
     assert answers == sorted([[POOL], [DS1]])
+    # Five answers for 50 GB (three datastores or pools alone, two local disks): a limit of 4
+    # gives 4, however many host answers the sharing providers alone replace.
+    for limit, count in ((4, 4), (10, 5)):
+        body = get(client, f"/allocation_candidates?resources=DISK_GB:50&limit={limit}")
+        assert len(body["allocation_requests"]) == count
     limited = get(client, query + "&limit=2&required=!CUSTOM_VMWARE_DATASTORE_VMFS")
     assert len(limited["allocation_requests"]) == 2
