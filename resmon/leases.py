@@ -201,6 +201,12 @@ class PostgresLeases(Leases):
     def start(self, name: str) -> bool:
         if not self.holds(name):
             return False
+        if not self.store.health().up:
+            # The database is away: nobody can take the lease over until it expires, and
+            # holds() ends it here before it expires there (validity counts from before the
+            # renewal), so collecting goes on without the fencing write instead of waiting a
+            # whole database timeout per target. Only last_started_at is not recorded.
+            return True
         try:
             with self.store.connection() as conn:
                 fenced = conn.execute(
@@ -225,7 +231,13 @@ class PostgresLeases(Leases):
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.ttl.total_seconds())
+            # A renewal blocked on a database that does not answer ends within its timeout.
+            self._thread.join(timeout=min(self.ttl.total_seconds(), self.store.timeout_s))
+        if not self.store.health().up:
+            log.warning("the database is away: the target leases expire by themselves")
+            with self._lock:
+                self._held.clear()
+            return
         try:
             with self.store.connection() as conn:
                 conn.execute(
