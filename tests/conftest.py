@@ -62,6 +62,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _postgres_database()
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``database_url``, shared by a module's tests that only read (table-driven cases)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'resmon.db'}"
+    else:
+        yield from _postgres_database()
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
     """A migrated, empty store on SQLite and on PostgreSQL."""

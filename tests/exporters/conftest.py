@@ -88,3 +88,15 @@ def store(database_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def fleet_store(module_database_url: str) -> Iterator[Store]:
+    """The same fleet, loaded once per module and backend, for tests that only read it."""
+    s = Store(module_database_url)
+    s.upgrade()
+    populate(s)
+    try:
+        yield s
+    finally:
+        s.close()
