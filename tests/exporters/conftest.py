@@ -78,25 +78,23 @@ def populate(store: Store) -> None:
     record(store, "broken", [], error_kind="unreachable", error_message="connection refused")
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    """The fleet of this module's docstring."""
-    s = Store(database_url)
+def _fleet(url: str) -> Iterator[Store]:
+    s = Store(url)
     s.upgrade()
     populate(s)
     try:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """The fleet of this module's docstring."""
+    yield from _fleet(database_url)
 
 
 @pytest.fixture(scope="module")
 def fleet_store(module_database_url: str) -> Iterator[Store]:
     """The same fleet, loaded once per module and backend, for tests that only read it."""
-    s = Store(module_database_url)
-    s.upgrade()
-    populate(s)
-    try:
-        yield s
-    finally:
-        s.close()
+    yield from _fleet(module_database_url)
