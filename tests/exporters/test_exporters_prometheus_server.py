@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
-import subprocess
-import threading
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
 
-from exporters.api import create_app
 from resmon.store import Store
+from tests.prometheus_server import promql, run_prometheus, serve_api, wait_until
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -26,38 +17,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what} after {timeout_s:.0f}s")
-
-
 @pytest.fixture
 def app_url(store: Store) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(store, api_tokens=["scrape-token"]), host="127.0.0.1", port=port,
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, "uvicorn to start")
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_api(store, api_tokens=["scrape-token"]) as address:
+        yield address
 
 
 @pytest.fixture
@@ -70,34 +33,8 @@ def prometheus_url(app_url: str, tmp_path: Path) -> Iterator[str]:
         "    authorization:\n      credentials: scrape-token\n"
         f"    static_configs:\n      - targets: ['{app_url}']\n"
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
-    )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def promql(base: str, query: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.load(response)
-    except OSError:
-        return []
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
+    with run_prometheus(config, tmp_path) as url:
+        yield url
 
 
 def test_prometheus_scrapes_and_answers_promql(prometheus_url: str) -> None:

@@ -14,28 +14,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import socket
-import subprocess
-import threading
-import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
-from exporters.api import create_app
 from exporters.prometheus import METRICS
 from resmon.contract import Anomaly, HostReport, HostState, ProviderKind
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
 from resmon.store import Store, TargetSpec
+from tests.prometheus_server import promql, run_prometheus, serve_api, wait_until
 
 from .test_prometheus_rules import RULES, series_names
 
@@ -114,52 +107,15 @@ def load_fleet(store: Store) -> None:
     _record(store, "gone", [], error_kind="unreachable", error_message="connection refused")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"gave up waiting for {what} after {timeout_s:.0f}s")
-
-
-def promql(base: str, query: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.load(response)
-    except OSError:
-        return []
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def resmon_address(tmp_path: Path) -> Iterator[str]:
     store = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
     store.upgrade()
     load_fleet(store)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(store, api_tokens=[TOKEN]), host="127.0.0.1", port=port, log_level="warning"
-        )  # fmt: skip
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, "uvicorn to start")
-        yield f"127.0.0.1:{port}"
+        with serve_api(store, api_tokens=[TOKEN]) as address:
+            yield address
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         store.close()
 
 
@@ -178,22 +134,8 @@ def prometheus_url(resmon_address: str, tmp_path: Path) -> Iterator[str]:
     job["authorization"]["credentials_file"] = str(tmp_path / "resmon-token")
     job["static_configs"] = [{"targets": [resmon_address]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
-    )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_prometheus(tmp_path / "prometheus.yml", tmp_path) as url:
+        yield url
 
 
 @pytest.mark.prometheus

@@ -1,0 +1,90 @@
+"""Serving resmon's API and running a real Prometheus against it, for the tests that scrape."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from exporters.api import create_app
+from resmon.store import Store
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"gave up waiting for {what} after {timeout_s:.0f}s")
+
+
+def promql(base: str, query: str) -> list[dict[str, Any]]:
+    """The result of an instant query, or [] while Prometheus does not answer yet."""
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+    except OSError:
+        return []
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def serve_api(store: Store, *, api_tokens: Sequence[str]) -> Iterator[str]:
+    """resmon's API on a free loopback port; yields ``host:port``."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(store, api_tokens=list(api_tokens)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )  # fmt: skip
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "uvicorn to start")
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def run_prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
+    """A Prometheus server with ``config_file`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=(workdir / "prometheus.log").open("wb"),
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
