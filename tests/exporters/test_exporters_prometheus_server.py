@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resmon.store import Store
-from tests.prometheus_server import promql, run_prometheus, serve_api, wait_until
+from tests.live_servers import promql, run_prometheus, serve_api, wait_until
 
 pytestmark = [
     pytest.mark.prometheus,

@@ -28,7 +28,7 @@ from resmon.contract import Anomaly, HostReport, HostState, ProviderKind
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
 from resmon.store import Store, TargetSpec
-from tests.prometheus_server import promql, run_prometheus, serve_api, wait_until
+from tests.live_servers import promql, run_prometheus, serve_api, wait_until
 
 from .test_prometheus_rules import RULES, series_names
 

@@ -28,9 +28,10 @@ from exporters.placement_sync import (
 )
 from resmon.cli import main
 from resmon.store import Store
+from tests.live_servers import free_port
 
 from .fleet import populate
-from .tools import HERE, free_port, tool_venv
+from .tools import HERE, tool_venv
 
 pytestmark = pytest.mark.placement_server
 

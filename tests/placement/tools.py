@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from exporters.api import create_app
 from resmon.store import Store
+from tests.live_servers import serve_api
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE.parent / ".build"
@@ -49,28 +45,8 @@ def tool_venv(name: str, requirements: Path) -> Path:
     return venv / "bin"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve_resmon(store: Store) -> Iterator[str]:
     """resmon's API on a loopback port for the duration; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("resmon's API did not start within 30 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_api(store, start_timeout_s=30) as address:
+        yield f"http://{address}"

@@ -1,4 +1,4 @@
-"""Serving resmon's API and running a real Prometheus against it, for the tests that scrape."""
+"""Loopback servers the tests start and stop: resmon's API, and a real Prometheus scraping it."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def promql(base: str, query: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def serve_api(store: Store, *, api_tokens: Sequence[str]) -> Iterator[str]:
+def serve_api(
+    store: Store, *, api_tokens: Sequence[str] = (), start_timeout_s: float = 60.0
+) -> Iterator[str]:
     """resmon's API on a free loopback port; yields ``host:port``."""
     port = free_port()
     server = uvicorn.Server(
@@ -63,7 +65,7 @@ def serve_api(store: Store, *, api_tokens: Sequence[str]) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started, "uvicorn to start")
+        wait_until(lambda: server.started, "resmon's API to start", start_timeout_s)
         yield f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
