@@ -6,6 +6,10 @@ schedule, the API or shutdown. A collection is limited as a whole (building its 
 collecting) by its target's ``timeout_s``: past it, the collection is recorded as a ``timeout``
 failure and its collector is abandoned, so a hung hypervisor never stalls the others.
 
+With a ``[placement]`` table, the daemon also syncs into OpenStack Placement every
+``interval_s`` (:mod:`exporters.placement_periodic`): the sync holds a lease like a target's, so
+one replica runs it, and runs in its own thread, so nothing here ever waits for Placement.
+
 On SIGTERM/SIGINT the daemon stops within ``[resmon] shutdown_grace_s``: collections that finish
 within the grace are stored, those still running are dropped (their targets keep what was stored
 before), and nothing waits for an abandoned collector.
@@ -40,6 +44,8 @@ log = logging.getLogger("resmon.daemon")
 
 #: Longest the scheduling loop sleeps: how fast it notices anything not signalled to it.
 _TICK_S = 0.5
+#: How often a due Placement sync looks again whether every target was collected once.
+_SYNC_WAIT_S = 2.0
 
 
 class ApiBindError(Exception):
@@ -154,6 +160,19 @@ class Daemon:
         self._writer = StoreWriter(store)
         self._server: Any = None
         self.leases: Leases | None = None
+        #: The periodic Placement sync (exporters.placement_periodic.PlacementSyncTask).
+        self.placement: Any = None
+        if config.placement is not None:
+            try:
+                from exporters.placement_periodic import PlacementSyncTask
+            except ImportError as exc:
+                raise ConfigError(
+                    f"[placement] needs the placement extra (pip install 'resmon[placement]'): "
+                    f"{exc}"
+                ) from None
+            self.placement = PlacementSyncTask(
+                store, config.placement, targets=[t.name for t in config.targets]
+            )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -174,9 +193,14 @@ class Daemon:
             finally:
                 self._writer.flush()
                 self.shutdown()
-        # Which targets this daemon collects (all of them, unless replicas share PostgreSQL).
+        # Which targets this daemon collects (all of them, unless replicas share PostgreSQL), and
+        # whether it runs the Placement sync (a lease like a target's).
+        intervals = {n: t.interval_s for n, t in self._targets.items()}
+        if self.placement is not None:
+            self.store.sync_targets([self.placement.spec])
+            intervals[self.placement.spec.name] = self.placement.spec.interval_s
         leases = self.leases = open_leases(
-            self.store, {n: t.interval_s for n, t in self._targets.items()},
+            self.store, intervals,
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
         retention = self.config.retention
@@ -219,14 +243,32 @@ class Daemon:
         for name, delay in sorted(self.leases.tick().items()):  # newly held targets
             due[:] = [d for d in due if d.name != name] + [_Due(now + delay, name)]
             heapq.heapify(due)
+        task = self.placement
+        if task is not None:
+            task.set_lease_held(self.leases.holds(task.spec.name))
         while due and due[0].at <= now:
             name = heapq.heappop(due).name
             if not self.leases.holds(name):
                 continue  # given up or lost: its new holder schedules it
+            if task is not None and name == task.spec.name:
+                self._sync_placement(due)
+                continue
             if name not in running and self.leases.start(name):
                 running[name] = self._start(self._targets[name])
             # From the start, not the due time: never two starts within the interval.
             heapq.heappush(due, _Due(time.monotonic() + self._targets[name].interval_s, name))
+
+    def _sync_placement(self, due: list[_Due]) -> None:
+        """The Placement sync is due and its lease is this daemon's: start it in its thread."""
+        task = self.placement
+        name, interval = task.spec.name, task.spec.interval_s
+        if task.waiting():  # until every target was collected once
+            heapq.heappush(due, _Due(time.monotonic() + _SYNC_WAIT_S, name))
+            return
+        assert self.leases is not None
+        if self.leases.start(name):
+            task.trigger()
+        heapq.heappush(due, _Due(time.monotonic() + interval, name))
 
     def _sleep(self, due: list[_Due], running: dict[str, _Running]) -> None:
         """Until the next collection is due or the next running one reaches its timeout."""
@@ -244,6 +286,8 @@ class Daemon:
         grace_s = self.config.resmon.shutdown_grace_s
         log.info("stopping within %gs (%d collections running)", grace_s, len(running))
         grace_end = time.monotonic() + grace_s
+        if self.placement is not None:
+            self.placement.cancel()  # no request to Placement starts from now on
         while running and time.monotonic() < grace_end:
             self._reap(running)
             if running:
@@ -252,6 +296,8 @@ class Daemon:
         for name in running:
             log.warning("target %s: collection still running at shutdown, dropped", name)
         self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        if self.placement is not None:
+            self.placement.stop(grace_end - time.monotonic())
         closer = threading.Thread(target=self.shutdown, name="resmon-close", daemon=True)
         closer.start()
         closer.join(timeout=max(grace_end - time.monotonic(), 0.5))
@@ -388,7 +434,7 @@ class Daemon:
         address = self.config.resmon.listen_address()
         if address is None:
             return
-        self._server = start_api_server(self.config, self.store, address)
+        self._server = start_api_server(self.config, self.store, address, placement=self.placement)
 
     def stop_server(self) -> None:
         if self._server is not None:
@@ -413,8 +459,12 @@ def _bind(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int]) -> Any:
-    """Start uvicorn with the exporters' app in a daemon thread; returns the server.
+def start_api_server(
+    config: ResmonConfig, store: Store, address: tuple[str, int], *, placement: Any = None
+) -> Any:
+    """Start uvicorn with the exporters' app in a daemon thread; returns the server. With
+    ``placement`` (the daemon's Placement sync task), ``/metrics`` and ``/v1/placement/status``
+    show its syncs.
 
     The socket is bound here, before anything is collected, so an address in use is an error
     the caller sees (:class:`ApiBindError`) rather than a server thread that quietly died.
@@ -428,6 +478,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
         store,
         api_tokens=config.resmon.api_tokens(),
         stale_after_s=config.resmon.stale_after_s,
+        placement=placement,
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)

@@ -7,10 +7,12 @@ from ._retention import Pruned, Retention, prune, start_pruning
 from ._store import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_URL,
+    INTERNAL_PREFIX,
     Store,
     StoreError,
     StoreHealth,
     TargetSpec,
+    TaskStatus,
     alembic_directory,
     migration_head,
     redact_url,
@@ -20,6 +22,7 @@ from ._writer import StoreWriter
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
+    "INTERNAL_PREFIX",
     "Pruned",
     "Retention",
     "Store",
@@ -27,6 +30,7 @@ __all__ = [
     "StoreHealth",
     "StoreWriter",
     "TargetSpec",
+    "TaskStatus",
     "alembic_directory",
     "migration_head",
     "models",
