@@ -261,9 +261,9 @@ class PlacementSettings(_Strict):
     #: Between two syncs. A full sync reads every provider (three requests each): shorter than
     #: this floor would only load Placement.
     interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
-    #: Bound of one whole sync (every request of it included).
+    #: Bound of one whole sync (every request of it included); unset: 120, at most interval_s.
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
-    #: Bound of one request to Placement or Keystone.
+    #: Bound of one request to Placement or Keystone; unset: 30, at most timeout_s.
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     remove_missing: bool = False
     #: nova mode: add the use resmon sees (instances Nova does not know) to ``reserved``.
@@ -286,6 +286,10 @@ class PlacementSettings(_Strict):
             raise ValueError("give secret_env or secret_file, not both")
         if self.auth_type == "noauth" and not self.endpoint:
             raise ValueError("auth_type 'noauth' needs endpoint (there is no service catalog)")
+        if "timeout_s" not in self.model_fields_set:
+            self.timeout_s = min(self.timeout_s, self.interval_s)
+        if "request_timeout_s" not in self.model_fields_set:
+            self.request_timeout_s = min(self.request_timeout_s, self.timeout_s)
         if self.timeout_s > self.interval_s:
             raise ValueError(
                 f"timeout_s ({self.timeout_s:g}) must not exceed interval_s ({self.interval_s:g})"
