@@ -27,8 +27,10 @@ and are never logged: they are registered with :func:`resmon.logs.add_secret`.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,11 +203,26 @@ def load_cloud(name: str, env: Mapping[str, str] | None = None) -> Connection:
     return connection
 
 
+@contextmanager
+def _quiet_stevedore() -> Iterator[None]:
+    """stevedore logs every plugin it cannot import (SAML ones without lxml, an unknown name)
+    while keystoneauth1 looks one up: noise next to the one-line error resmon gives."""
+    logger = logging.getLogger("stevedore")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _loader(connection: Connection) -> Any:
     try:
-        return loading.get_plugin_loader(connection.auth_type)
+        with _quiet_stevedore():
+            return loading.get_plugin_loader(connection.auth_type)
     except ks_exceptions.NoMatchingPlugin:
-        known = ", ".join(sorted(loading.get_available_plugin_names()))
+        with _quiet_stevedore():
+            known = ", ".join(sorted(loading.get_available_plugin_names()))
         raise ConfigError(
             f"{connection.source}: auth_type {connection.auth_type!r} is not a keystoneauth1 "
             f"plugin (known: noauth, {known})"
@@ -256,13 +273,19 @@ def _plugin(connection: Connection) -> Any:
     for option in loader.get_options():
         if option.secret and connection.auth.get(option.dest):
             add_secret(connection.auth[option.dest])
+    missing = [o for o in loader.get_options() if o.required and not connection.auth.get(o.dest)]
+    if missing:
+        hint = " (secret_env or secret_file)" if any(o.secret for o in missing) else ""
+        raise ConfigError(
+            f"{connection.source}: auth_type {connection.auth_type!r} needs "
+            f"{', '.join(o.dest for o in missing)}{hint}"
+        )
     try:
         return loader.load_from_options(**{k: v for k, v in connection.auth.items() if k in known})
-    except ks_exceptions.MissingRequiredOptions as exc:
-        missing = ", ".join(o.dest for o in exc.options)
-        hint = " (secret_env or secret_file)" if any(o.secret for o in exc.options) else ""
+    except ks_exceptions.ClientException as exc:  # options that do not go together
+        reason = " ".join(str(exc).split())
         raise ConfigError(
-            f"{connection.source}: auth_type {connection.auth_type!r} needs {missing}{hint}"
+            f"{connection.source}: auth_type {connection.auth_type!r}: {reason}"
         ) from None
 
 
