@@ -145,11 +145,17 @@ def load_cloud(name: str, env: Mapping[str, str] | None = None) -> Connection:
     auth_type = {None: "none", "": "none", "None": "none", "token_endpoint": "admin_token"}.get(
         auth_type, auth_type
     )
-    # Old names of auth options, as openstacksdk maps them: the last found wins, a value
-    # outside auth over one inside.
-    for new, names in (("project_name", ("tenant_name", "project_name")),
-                       ("project_id", ("tenant_id", "project_id")),
-                       ("token", ("auth_token", "token"))):  # fmt: skip
+    # Auth options outside auth, and old names, as openstacksdk's _fix_backwards_auth maps
+    # them: the last name found wins, a value outside auth over one inside.
+    moved = {
+        "project_name": ("tenant_name", "project_name"),
+        "project_id": ("tenant_id", "project_id"),
+        "token": ("auth_token", "token"),
+        **{key: (key,) for key in ("domain_id", "domain_name", "user_domain_id",
+                                   "user_domain_name", "project_domain_id",
+                                   "project_domain_name", "passcode")},
+    }  # fmt: skip
+    for new, names in moved.items():
         found = None
         for key in names:
             if key in auth:
@@ -157,20 +163,16 @@ def load_cloud(name: str, env: Mapping[str, str] | None = None) -> Connection:
             if key in entry:
                 found = entry.pop(key)
         if found:
-            auth[new] = found
-    scoped = any(k in auth or k in entry for k in ("project_id", "project_name"))
-    domains = (("domain_id", ("user_domain_id", "project_domain_id")),
-               ("domain_name", ("user_domain_name", "project_domain_name")))  # fmt: skip
-    for common, parts in domains:
-        if not scoped:
-            if common in entry and common not in auth:
-                auth[common] = entry.pop(common)
-            continue
-        value = auth.pop(common, None)
-        entry.pop(common, None)
-        if value is not None:
-            for part in parts:
-                auth.setdefault(part, value)
+            auth[new] = str(found)
+    # A project-scoped entry's domain_* is the user's and the project's domain.
+    if "project_id" in auth or "project_name" in auth:
+        domains = {"domain_id": ("user_domain_id", "project_domain_id"),
+                   "domain_name": ("user_domain_name", "project_domain_name")}  # fmt: skip
+        for common, parts in domains.items():
+            value = auth.pop(common, None)
+            if value is not None:
+                for part in parts:
+                    auth.setdefault(part, value)
     region = entry.get("region_name")
     if not region and entry.get("regions"):
         first = entry["regions"][0]
