@@ -230,3 +230,23 @@ def test_one_replica_syncs_and_another_takes_over(
                 thread.join(timeout=60)
             for store in stores:
                 store.close()
+
+
+def test_the_cli_syncs_with_the_placement_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "resmon.toml"
+    database = f"sqlite:///{tmp_path / 'r.db'}"
+    with RefusingPlacement(503) as placement:
+        config.write_text(
+            f'[resmon]\nlisten = ""\ndatabase_url = "{database}"\n\n'
+            f'[placement]\nauth_type = "noauth"\nendpoint = "{placement.url}"\n'
+        )
+        assert main(["placement", "sync", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("resmon: placement sync failed: server_error: GET /resource_providers")
+    assert len(err.splitlines()) == 1
+    assert main(["placement", "sync", "--database", database]) == 2
+    assert capsys.readouterr().err == (
+        "resmon: placement sync: give --endpoint or --cloud, or a [placement] table in --config\n"
+    )
