@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from copy import deepcopy
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from resmon.config import ConfigError, PlacementSettings
 from resmon.store import Store, TargetSpec
 
@@ -72,7 +74,7 @@ class PlacementSyncTask:
             return False
         try:
             never = {t.name for t in self.store.targets() if t.last_status == "never"}
-        except Exception as exc:  # the database is away: the sync would fail on it anyway
+        except SQLAlchemyError as exc:  # the database is away: the sync fails on it anyway
             log.debug("placement sync: cannot read the targets: %s", exc)
             return False
         waiting = bool(never & set(self._targets))
@@ -188,7 +190,7 @@ class PlacementSyncTask:
             self.store.record_task(
                 self.spec, duration_s=duration, error_kind=kind, error_message=message
             )
-        except Exception as exc:  # the status stays in memory; the store says it is away
+        except SQLAlchemyError as exc:  # the status stays in memory; the store says it is away
             log.warning("placement sync: its status could not be stored: %s", _one_line(str(exc)))
 
 

@@ -5,6 +5,8 @@ waits for Placement. (The sync into a real Placement is in ``test_placement_sync
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +104,24 @@ def test_a_refusing_placement_is_recorded_with_its_kind(
         assert values["resmon_placement_sync_errors_total", (("kind", each),)] == (each == kind)
     assert values["resmon_collector_success", (("collector", "fake"), ("target", "vc"))] == 1
     assert "resmon_placement_sync_writes" not in {name for name, _ in values}
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # the whole body, the sync's families included, lints clean
+        linted = subprocess.run([promtool, "check", "metrics"], input=metrics.content,
+                                capture_output=True, check=False)  # fmt: skip
+        assert (linted.returncode, linted.stdout, linted.stderr) == (0, b"", b""), linted
+
+
+def test_a_database_that_cannot_be_read_is_a_store_error(tmp_path: Path) -> None:
+    # A database without resmon's tables: the sync cannot read what to write, and its status
+    # cannot be stored either; both stay in memory, and Placement is never asked.
+    unmigrated = Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    with RefusingPlacement(503) as placement:
+        task = PlacementSyncTask(unmigrated, settings(placement.url))
+        run_once(task)
+    got = task.status()
+    assert (got.status, got.error_kind, placement.requests) == ("failed", "store_error", 0)
+    assert got.error_message is not None and "no such table" in got.error_message
+    unmigrated.close()
 
 
 def test_a_placement_that_is_not_there_is_unreachable(store: Store) -> None:
