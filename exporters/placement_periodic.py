@@ -59,6 +59,8 @@ class PlacementSyncTask:
             remove_missing=settings.remove_missing,
         )  # fmt: skip
         self._targets = list(targets)
+        #: Every configured target was collected at least once (see waiting()).
+        self._ready = not self._targets
         self._lock = threading.Lock()
         self._status = SyncStatus(mode=settings.mode, interval_s=settings.interval_s)
         self._cancel = threading.Event()
@@ -69,20 +71,25 @@ class PlacementSyncTask:
 
     def waiting(self) -> bool:
         """True while a configured target was never collected: a sync now would tell Placement
-        that its providers are gone (and remove them with ``remove_missing``)."""
-        if not self._targets:
+        that its providers are gone (and remove them with ``remove_missing``). Asked by the
+        daemon's scheduling loop: it reads the database only until every target was collected
+        once, and not at all while the database is known to be away."""
+        if self._ready:
             return False
+        if not self.store.health().up:
+            return False  # the sync fails on the database by itself, without holding the loop
         try:
             never = {t.name for t in self.store.targets() if t.last_status == "never"}
-        except SQLAlchemyError as exc:  # the database is away: the sync fails on it anyway
+        except SQLAlchemyError as exc:
             log.debug("placement sync: cannot read the targets: %s", exc)
             return False
-        waiting = bool(never & set(self._targets))
-        if waiting:
+        if never & set(self._targets):
             with self._lock:
                 if self._status.status == "never":
                     self._status.status = "waiting"
-        return waiting
+            return True
+        self._ready = True
+        return False
 
     def set_lease_held(self, held: bool) -> None:
         with self._lock:

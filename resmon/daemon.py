@@ -29,16 +29,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from resmon.config import ConfigError, ResmonConfig, TargetConfig
 from resmon.contract import Collector, IncompatibleContract, ProviderKind, TargetTimeout
 from resmon.leases import Leases, open_leases
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreWriter, start_pruning
+from resmon.store import Store, StoreWriter, TargetSpec, start_pruning
 
-__all__ = ["ApiBindError", "Daemon", "install_stop_signals", "start_api_server"]
+__all__ = ["ApiBindError", "Daemon", "PeriodicTask", "install_stop_signals", "start_api_server"]
 
 log = logging.getLogger("resmon.daemon")
 
@@ -46,6 +46,19 @@ log = logging.getLogger("resmon.daemon")
 _TICK_S = 0.5
 #: How often a due Placement sync looks again whether every target was collected once.
 _SYNC_WAIT_S = 2.0
+
+
+class PeriodicTask(Protocol):
+    """A task of the daemon's own, leased like a target (``spec`` names its row): the Placement
+    sync (:class:`exporters.placement_periodic.PlacementSyncTask`)."""
+
+    spec: TargetSpec
+
+    def waiting(self) -> bool: ...
+    def trigger(self) -> bool: ...
+    def set_lease_held(self, held: bool) -> None: ...
+    def cancel(self) -> None: ...
+    def stop(self, timeout_s: float) -> None: ...
 
 
 class ApiBindError(Exception):
@@ -160,8 +173,8 @@ class Daemon:
         self._writer = StoreWriter(store)
         self._server: Any = None
         self.leases: Leases | None = None
-        #: The periodic Placement sync (exporters.placement_periodic.PlacementSyncTask).
-        self.placement: Any = None
+        #: The periodic Placement sync, with a [placement] table.
+        self.placement: PeriodicTask | None = None
         if config.placement is not None:
             try:
                 from exporters.placement_periodic import PlacementSyncTask
@@ -261,11 +274,11 @@ class Daemon:
     def _sync_placement(self, due: list[_Due]) -> None:
         """The Placement sync is due and its lease is this daemon's: start it in its thread."""
         task = self.placement
+        assert task is not None and self.leases is not None
         name, interval = task.spec.name, task.spec.interval_s
         if task.waiting():  # until every target was collected once
             heapq.heappush(due, _Due(time.monotonic() + _SYNC_WAIT_S, name))
             return
-        assert self.leases is not None
         if self.leases.start(name):
             task.trigger()
         heapq.heappush(due, _Due(time.monotonic() + interval, name))
@@ -460,7 +473,11 @@ def _bind(address: tuple[str, int]) -> socket.socket:
 
 
 def start_api_server(
-    config: ResmonConfig, store: Store, address: tuple[str, int], *, placement: Any = None
+    config: ResmonConfig,
+    store: Store,
+    address: tuple[str, int],
+    *,
+    placement: PeriodicTask | None = None,
 ) -> Any:
     """Start uvicorn with the exporters' app in a daemon thread; returns the server. With
     ``placement`` (the daemon's Placement sync task), ``/metrics`` and ``/v1/placement/status``
