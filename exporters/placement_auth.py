@@ -173,12 +173,13 @@ def load_cloud(name: str, env: Mapping[str, str] | None = None) -> Connection:
             if value is not None:
                 for part in parts:
                     auth.setdefault(part, value)
-    region = entry.get("region_name")
-    if not region and entry.get("regions"):
-        first = entry["regions"][0]
-        region = first.get("name") if isinstance(first, Mapping) else first
-    if isinstance(region, str) and "," in region:
-        region = region.split(",")[0]
+    # The first region known: of regions if given, else of region_name (a list, or names
+    # separated by commas).
+    regions = entry.get("regions") or entry.get("region_name") or []
+    if isinstance(regions, str):
+        regions = regions.split(",")
+    first = regions[0] if regions else None
+    region = first.get("name") if isinstance(first, Mapping) else first
     interface = (entry.get("placement_interface") or entry.get("placement_endpoint_type")
                  or entry.get("interface") or entry.get("endpoint_type") or "public")  # fmt: skip
     verify: bool | str = False if _truthy(entry.get("insecure", False)) else (

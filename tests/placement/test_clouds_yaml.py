@@ -54,6 +54,7 @@ clouds:
     auth:
       auth_url: https://keystone.example/v3
       application_credential_id: 0123abcd
+    region_name: Ignored-when-regions-are-given
     regions:
       - name: East
       - West
@@ -87,11 +88,18 @@ clouds:
     placement_endpoint_override: http://127.0.0.1:8080/placement
     region_name: One,Two
 """, None),
+    "region-name-list": ("""
+clouds:
+  listed:
+    auth_type: none
+    placement_endpoint_override: http://127.0.0.1:8080/placement
+    region_name: [North, South]
+""", None),
 }  # fmt: skip
 CLOUD_OF = {
     "password": "prod", "old-names-and-insecure": "legacy",
     "application-credential-in-secure-yaml": "appcred", "token-endpoint-noauth": "test",
-    "none-with-a-default-auth-type": "bare",
+    "none-with-a-default-auth-type": "bare", "region-name-list": "listed",
 }  # fmt: skip
 
 
@@ -150,6 +158,10 @@ EXPECTED = {
     },
     "none-with-a-default-auth-type": {
         "auth_type": "none", "auth": {}, "region_name": "One", "interface": "public",
+        "endpoint": "http://127.0.0.1:8080/placement", "verify": True, "cert": None,
+    },
+    "region-name-list": {
+        "auth_type": "none", "auth": {}, "region_name": "North", "interface": "public",
         "endpoint": "http://127.0.0.1:8080/placement", "verify": True, "cert": None,
     },
 }  # fmt: skip
