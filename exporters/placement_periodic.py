@@ -155,6 +155,10 @@ class PlacementSyncTask:
         except Exception as exc:  # a bug of ours: the daemon goes on, the next sync retries
             log.exception("placement sync crashed")
             kind, message = "internal_error", _one_line(f"{type(exc).__name__}: {exc}")
+        if kind is not None and self._cancel.is_set():
+            # Whatever broke after the daemon began stopping (a connection it closed, a store it
+            # closed) is the stop's doing, not Placement's.
+            kind, message = "cancelled", f"the daemon stopped during the sync ({kind}: {message})"
         duration = time.monotonic() - started
         self._finish(duration, result, kind, message)
 
