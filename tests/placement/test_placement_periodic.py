@@ -76,7 +76,7 @@ REFUSALS = [
 
 @pytest.mark.parametrize(("status", "kind", "reason"), REFUSALS)
 def test_a_refusing_placement_is_recorded_with_its_kind(
-    store: Store, status: int, kind: str, reason: str
+    store: Store, status: int, kind: str, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with RefusingPlacement(status) as placement:
         task = PlacementSyncTask(store, settings(placement.url))
@@ -104,6 +104,17 @@ def test_a_refusing_placement_is_recorded_with_its_kind(
         assert values["resmon_placement_sync_errors_total", (("kind", each),)] == (each == kind)
     assert values["resmon_collector_success", (("collector", "fake"), ("target", "vc"))] == 1
     assert "resmon_placement_sync_writes" not in {name for name, _ in values}
+    # A process that does not run the syncs (an API replica) shows the stored status.
+    with TestClient(create_app(store)) as replica:
+        body = replica.get("/v1/placement/status").json()
+    assert (body["status"], body["error_kind"], body["error_message"]) == (
+        "failed", kind, got.error_message
+    )  # fmt: skip
+    assert (body["configured"], body["runs"], body["last_success_at"]) == (False, 0, None)
+    assert main(["placement", "status", "--database", str(store.engine.url)]) == 1
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["STATUS", "LAST", "ATTEMPT"]
+    assert table[1].startswith("failed ") and f"{kind}: {got.error_message}" in table[1]
     promtool = shutil.which("promtool")
     if promtool is not None:  # the whole body, the sync's families included, lints clean
         linted = subprocess.run([promtool, "check", "metrics"], input=metrics.content,
