@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters._sync_status import ERROR_KINDS, TASK_NAME
 from exporters.api import create_app
+from exporters.placement_auth import adapter_for, connection_for
 from exporters.placement_periodic import PlacementSyncTask
+from exporters.placement_sync import PlacementSyncError, sync
 from resmon.cli import main
 from resmon.config import PlacementSettings, ResmonConfig, TargetConfig
 from resmon.contract.testing import FakeCollector
@@ -282,4 +285,15 @@ def test_the_cli_syncs_with_the_placement_table(
     assert main(["placement", "sync", "--database", database]) == 2
     assert capsys.readouterr().err == (
         "resmon: placement sync: give --endpoint or --cloud, or a [placement] table in --config\n"
+    )
+
+
+def test_no_request_starts_after_the_sync_deadline(store: Store) -> None:
+    with RefusingPlacement(503) as placement:
+        api = adapter_for(connection_for(settings(placement.url)))
+        with pytest.raises(PlacementSyncError) as caught:
+            sync(store, api, deadline=time.monotonic())
+    assert caught.value.kind == "timeout" and placement.requests == 0
+    assert str(caught.value) == (
+        "the sync did not finish in time (stopped before GET /resource_providers)"
     )
