@@ -72,7 +72,6 @@ __all__ = ["host_state", "normalise"]
 
 #: config.product.osType → architecture. ESXi has been 64-bit only since 4.0.
 _OS_TYPE_ARCH = {"vmnix-x86": "x86_64", "vmnix-arm64": "aarch64", "vmnix-aarch64": "aarch64"}
-_CPU_VENDORS = {"cpuid.intel": "Intel", "cpuid.amd": "AMD", "cpuid.hygon": "Hygon"}
 _HOST_CONNECTION_STATES = {
     "disconnected": HostState.DISCONNECTED,
     "notResponding": HostState.NOT_RESPONDING,
@@ -407,8 +406,11 @@ def _host_report(
         masked = list(features)
     vendor = None
     for f in props.dicts("config.featureCapability"):
-        if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
-            vendor = _CPU_VENDORS[str(f.get("key"))]
+        # The vendor is a capability of its own: cpuid.intel, cpuid.amd, cpuid.hygon = 1.
+        key = str(f.get("key", ""))
+        if f.get("value") == "1" and key.startswith("cpuid."):
+            name, known = vocabulary.canonical_cpu_vendor(key.removeprefix("cpuid."))
+            vendor = name if known else vendor
     if threads and cores and threads > cores:
         features.append("ht")
         masked.append("ht")
