@@ -149,6 +149,7 @@ class VmwareCollector(Collector):
     options_model = VmwareOptions
     capabilities = frozenset(
         {
+            Capability.NUMA,
             Capability.CPU_FEATURES,
             Capability.SUPPORTED_INSTANCES,
             Capability.RUNNING_INSTANCES,

@@ -44,6 +44,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "summary.hardware.memorySize",
         "summary.hardware.cpuModel",
         "summary.hardware.vendor",
+        "hardware.numaInfo",
         "summary.quickStats.overallCpuUsage",
         "summary.quickStats.overallMemoryUsage",
         "config.product.name",

@@ -27,6 +27,7 @@ Choices a reader of the reports should know:
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
   templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
   from ``summary.quickStats``.
+- NUMA cells come from ``hardware.numaInfo``, with each node's logical CPUs and memory.
 - Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
   with the VM hardware versions the EnvironmentBrowser says the host can run as details.
 """
@@ -56,6 +57,7 @@ from resmon.contract import (
     Inventory,
     Location,
     Memory,
+    NumaCell,
     ObservedUsage,
     ProviderKind,
     RunningInstances,
@@ -240,6 +242,45 @@ def system_reservations(props: _Props) -> tuple[int, int]:
         mhz += _reservation(child, "cpuAllocation", where)
         mb += _reservation(child, "memoryAllocation", where)
     return mhz, mb
+
+
+def numa_cells(props: _Props) -> list[NumaCell]:
+    """``hardware.numaInfo`` (HostNumaInfo): one cell per ``numaNode``, its ``typeId`` the cell
+    id, its ``cpuID`` the logical CPUs, its memory ``memorySize`` (vSphere 8.0 U3 and later) or
+    else ``memoryRangeLength`` (the node's one memory range). ESXi does not report free memory
+    per node."""
+    info = props.obj.props.get("hardware.numaInfo")
+    if info is None:
+        return []
+    where = f"{props.obj.type} {props.obj.moref}: hardware.numaInfo"
+    if not isinstance(info, Mapping) or not isinstance(info.get("numaNode", []), list):
+        raise InvalidNativeData(f"{where} is not a HostNumaInfo")
+    cells = []
+    for i, node in enumerate(info.get("numaNode", [])):
+        if not isinstance(node, Mapping):
+            raise InvalidNativeData(f"{where}.numaNode[{i}] is not an object")
+        memory = node.get("memorySize", node.get("memoryRangeLength"))
+        cpus = node.get("cpuID", [])
+        node_id = node.get("typeId")
+        if (
+            not _is_count(node_id)
+            or not isinstance(cpus, list)
+            or not all(_is_count(c) for c in cpus)
+            or (memory is not None and not _is_count(memory, units.MAX_BYTES))
+        ):
+            raise InvalidNativeData(
+                f"{where}.numaNode[{i}]: typeId, cpuID[] and memory sizes must be "
+                f"non-negative integers ({dict(node)!r:.200})"
+            )
+        cells.append(NumaCell(cell_id=node_id, cpus=sorted(cpus), memory_bytes=memory))
+    ids = [c.cell_id for c in cells]
+    if len(ids) != len(set(ids)):
+        raise InvalidNativeData(f"{where}: node ids repeat: {ids}")
+    return sorted(cells, key=lambda c: c.cell_id)
+
+
+def _is_count(value: object, limit: int = units.MAX_COUNT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
 
 
 def _timestamp(props: _Props, path: str) -> datetime | None:
@@ -498,6 +539,7 @@ def _host_report(
         hypervisor=hypervisor,
         cpu=cpu,
         memory=memory,
+        numa_cells=numa_cells(props),
         inventories=inventories,
         traits=traits,
         supported_instances=[

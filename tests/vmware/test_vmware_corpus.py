@@ -89,6 +89,24 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
         ]
     if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
         return resource_tree(element)
+    if path == "hardware.numaInfo":  # HostNumaInfo, as to_plain() gives it
+        return {
+            "type": element.findtext(f"{NS}type"),
+            "numNodes": int(element.findtext(f"{NS}numNodes") or ""),
+            "numaNode": [
+                {
+                    "typeId": int(node.findtext(f"{NS}typeId") or ""),
+                    "cpuID": [int(c.text or "") for c in node.findall(f"{NS}cpuID")],
+                    **{
+                        child.tag.removeprefix(NS): int(child.text or "")
+                        for child in node
+                        if child.tag.removeprefix(NS)
+                        in ("memoryRangeBegin", "memoryRangeLength", "memorySize")
+                    },
+                }
+                for node in element.findall(f"{NS}numaNode")
+            ],
+        }
     if path == "host":  # DatastoreHostMount[]
         mounts = []
         for mount in element.findall(f"{NS}DatastoreHostMount"):
@@ -230,6 +248,16 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert host.location is not None and host.location.cluster == "cluster-a"
 
 
+def test_real_host_numa_topology(reports: list[HostReport]) -> None:
+    """hardware.numaInfo: one NUMA node (typeId 0) of logical CPUs 7…0 and 17177128960 bytes
+    (memorySize = memoryRangeLength), 1.6 MB less than the host's memorySize."""
+    host = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert [(c.cell_id, c.cpus, c.memory_bytes) for c in host.numa_cells] == [
+        (0, [0, 1, 2, 3, 4, 5, 6, 7], 17177128960)
+    ]
+    assert host.numa_cells[0].free_memory_bytes is None  # ESXi reports none per node
+
+
 def test_real_host_system_reservations(reports: list[HostReport]) -> None:
     """config.systemResources: host/system reserves 2660 MB and 200 MHz, host/vim 2374 MHz
     (host/iofilters and host/opt 0 at their own level; host/user is where VMs run)."""
@@ -308,6 +336,9 @@ def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
         ("summary.hardware.numCpuThreads", True),
         ("runtime.inMaintenanceMode", "no"),
         ("config.featureCapability", "cpuid.avx"),
+        ("hardware.numaInfo", "NUMA"),
+        ("hardware.numaInfo", {"numaNode": [{"typeId": 0, "cpuID": ["0"]}]}),
+        ("hardware.numaInfo", {"numaNode": [{"typeId": 0}, {"typeId": 0}]}),
     ],
 )
 def test_bad_native_values_are_invalid_native_data(

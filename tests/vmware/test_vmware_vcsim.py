@@ -149,6 +149,10 @@ def test_vpx_reports_every_host_cluster_and_datastore(vpx: vcsim.Simulator) -> N
     assert vcpu is not None and vcpu.total == 2 and vcpu.max_unit == 2 and vcpu.reserved == 0
     assert mem is not None and mem.total == 4294430720 // 2**20 == 4095
     assert host.inventory("DISK_GB") is None, "disk lives on the datastore providers"
+    # hardware.numaInfo: one node holding both logical CPUs and all the memory.
+    assert [(c.cell_id, c.cpus, c.memory_bytes) for c in host.numa_cells] == [
+        (0, [0, 1], 4294430720)
+    ]
     assert host.hypervisor is not None and host.hypervisor.hv_type == "vmware"
     assert host.hypervisor.product == "VMware ESXi"
     assert host.hypervisor.version == "6.5.0 build-5969303"

@@ -62,6 +62,8 @@ func main() {
 	flag.StringVar(&shape.cpuid, "host-cpuid", "", "config.featureCapability: comma-separated "+
 		"cpuid.* names with value 1, e.g. aes,avx2,intel")
 	flag.BoolVar(&shape.maintenance, "host-maintenance", false, "runtime.inMaintenanceMode")
+	flag.IntVar(&shape.numaNodes, "host-numa-nodes", 1, "hardware.numaInfo nodes: the host's "+
+		"logical CPUs and memory split evenly, node after node")
 	guests := flag.String("guests", "", "the VMs, in the order of their names: semicolon-"+
 		"separated name,instanceUuid,numCpu,memoryMB,on|off (as many as -vm creates)")
 	flag.Parse()
@@ -156,10 +158,10 @@ func setState(h *mo.HostSystem, r *http.Request) {
 }
 
 type hostShape struct {
-	uuid, cpuModel, cpuid         string
-	packages, cores, threads, mhz int
-	memoryMB                      int64
-	maintenance                   bool
+	uuid, cpuModel, cpuid                    string
+	packages, cores, threads, mhz, numaNodes int
+	memoryMB                                 int64
+	maintenance                              bool
 }
 
 // apply sets the figures that were given; the others keep the simulator's values.
@@ -198,6 +200,31 @@ func (s hostShape) apply(h *mo.HostSystem) {
 	}
 	h.Runtime.InMaintenanceMode = s.maintenance
 	h.Summary.Runtime = &h.Runtime
+	if h.Hardware != nil && s.numaNodes > 0 {
+		hardware := *h.Hardware // the simulator's hosts share one hardware template
+		hardware.NumaInfo = numaInfo(int(hw.NumCpuThreads), hw.MemorySize, s.numaNodes)
+		h.Hardware = &hardware
+	}
+}
+
+// numaInfo splits a host's logical CPUs and memory evenly into nodes, numbered node after
+// node, as ESXi reports them. (The simulator's template has one node of 2 CPUs and 1 GiB on a
+// 4 GiB host, which no ESXi host reports.)
+func numaInfo(threads int, memory int64, nodes int) *types.HostNumaInfo {
+	info := &types.HostNumaInfo{Type: "NUMA", NumNodes: int32(nodes)}
+	size := memory / int64(nodes)
+	for n := 0; n < nodes; n++ {
+		node := types.HostNumaNode{
+			TypeId:            byte(n),
+			MemoryRangeBegin:  int64(n) * size,
+			MemoryRangeLength: size,
+		}
+		for cpu := n * threads / nodes; cpu < (n+1)*threads/nodes; cpu++ {
+			node.CpuID = append(node.CpuID, int16(cpu))
+		}
+		info.NumaNode = append(info.NumaNode, node)
+	}
+	return info
 }
 
 // shapeGuests renames and resizes the VMs, taken in the order of their names.
