@@ -49,7 +49,7 @@ API_VERSION = "vim.version.version11"
 _SUPPORTED_API_TYPES = {"VirtualCenter", "HostAgent"}
 _VIEW_TYPES = [
     vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine, vim.Folder,
-    vim.Datacenter,
+    vim.Datacenter, vim.ResourcePool,
 ]  # fmt: skip
 _PC = vmodl.query.PropertyCollector
 

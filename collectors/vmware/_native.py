@@ -62,7 +62,23 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "parent", "environmentBrowser", "host", "summary.effectiveMemory"),
+    "ComputeResource": (
+        "name",
+        "parent",
+        "environmentBrowser",
+        "host",
+        "summary.effectiveCpu",
+        "summary.effectiveMemory",
+    ),
+    # Resource pools (and vApps, a kind of pool): their reservations hold capacity for their VMs.
+    "ResourcePool": (
+        "name",
+        "parent",
+        "config.cpuAllocation.reservation",
+        "config.cpuAllocation.expandableReservation",
+        "config.memoryAllocation.reservation",
+        "config.memoryAllocation.expandableReservation",
+    ),
     # Only to name the datacenter a host is in: folders link compute resources up to it.
     "Folder": ("parent",),
     "Datacenter": ("name",),
@@ -83,6 +99,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "name",
         "runtime.host",
         "runtime.powerState",
+        "resourcePool",
         "summary.config.numCpu",
         "summary.config.memorySizeMB",
         "summary.config.instanceUuid",

@@ -428,19 +428,23 @@ def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
 
 
 def _cluster_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> HostReport:
+    reports = _reports_with(inventory, *hosts, **props)
+    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+
+
+def _reports_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> list[HostReport]:
     base = [o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")]
     cluster = NativeObject(
         "ClusterComputeResource",
         "domain-c9",
         {"name": "cluster-a", "host": [h.moref for h in hosts], **props},
     )
-    reports = normalise(
+    return normalise(
         Inventory(about={}, objects=[*base, *hosts, cluster]),
         target="vcenter",
         collector=CollectorInfo(name="vmware", version="test"),
         collected_at=datetime(2023, 12, 14, tzinfo=UTC),
     )
-    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
 
 
 def _sibling(
@@ -519,6 +523,14 @@ def test_ha_admission_control_holds_failover_capacity(
     vcpu, memory = cluster.inventory("VCPU"), cluster.inventory("MEMORY_MB")
     assert vcpu is not None and vcpu.hypervisor_reserved == vcpu_held
     assert memory is not None and memory.hypervisor_reserved == memory_held
+    # What resmon stores keeps it, next to the member host's own reservations.
+    stored, _ = apply_policy(
+        _reports_with(inventory, host, **{"configuration.dasConfig": das}),
+        TargetPolicy.defaults(),
+    )
+    stored_cluster = next(r for r in stored if r.provider_kind is ProviderKind.CLUSTER)
+    stored_memory = stored_cluster.inventory("MEMORY_MB")
+    assert stored_memory is not None and stored_memory.hypervisor_reserved == memory_held
     # Admission control off: only ESXi's own reservations.
     das["admissionControlEnabled"] = False
     cluster = _cluster_with(inventory, host, **{"configuration.dasConfig": das})
@@ -534,3 +546,173 @@ def test_effective_memory_cross_check(inventory: Inventory, effective: int, flag
     cluster = _cluster_with(inventory, host, **{"summary.effectiveMemory": effective})
     codes = [a.code for a in cluster.anomalies]
     assert codes == (["vmware.effective_memory"] if flagged else [])
+
+
+@pytest.mark.parametrize(
+    ("effective_cpu", "effective_memory", "codes"),
+    [
+        # 8 cores × 1995 MHz = 15960 MHz less ESXi's 2574 leaves 13386 MHz; 16382 MiB less
+        # 2660 leaves 13722 MiB. vSphere's figures may differ from those by a tenth.
+        (12500, 13000, []),
+        (9000, 13000, ["vmware.effective_cpu"]),  # vSphere holds back more than resmon reads
+        (15960, 16382, ["vmware.effective_cpu", "vmware.effective_memory"]),  # the other way
+    ],
+)
+def test_effective_cpu_and_memory_cross_check(
+    inventory: Inventory, effective_cpu: int, effective_memory: int, codes: list[str]
+) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    cluster = _cluster_with(
+        inventory,
+        host,
+        **{"summary.effectiveCpu": effective_cpu, "summary.effectiveMemory": effective_memory},
+    )
+    assert [a.code for a in cluster.anomalies] == codes
+    if codes:
+        assert "after their system reservations" in cluster.anomalies[0].message
+
+
+def _pool(moref: str, parent: str, cpu_mhz: int, memory_mb: int, expandable: bool) -> NativeObject:
+    """A ResourcePool as a PropertyCollector pass reads it (ResourceAllocationInfo: reservation
+    in MHz and MB, expandableReservation)."""
+    return NativeObject(
+        "ResourcePool",
+        moref,
+        {
+            "name": moref,
+            "parent": parent,
+            "config.cpuAllocation.reservation": cpu_mhz,
+            "config.cpuAllocation.expandableReservation": expandable,
+            "config.memoryAllocation.reservation": memory_mb,
+            "config.memoryAllocation.expandableReservation": expandable,
+        },
+    )
+
+
+#: The cluster's root resource pool: its reservation is the cluster's whole capacity, never a
+#: reservation of its own (vSphere sets it; resmon skips it).
+_ROOT_POOL = _pool("resgroup-8", "domain-c9", 13386, 13722, False)
+
+
+def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
+    report = next(r for r in reports if r.provider_kind is kind)
+    vcpu, memory = report.inventory("VCPU"), report.inventory("MEMORY_MB")
+    assert vcpu is not None and memory is not None
+    return vcpu.hypervisor_reserved, memory.hypervisor_reserved
+
+
+@pytest.mark.parametrize(
+    ("pools", "vcpus_held", "memory_held"),
+    [
+        ([], 2, 2660),  # ESXi's system pools only
+        # 4000 MHz = 3 logical CPUs of 1995 MHz, rounded up; 4096 MB.
+        ([_pool("resgroup-20", "resgroup-8", 4000, 4096, False)], 2 + 3, 2660 + 4096),
+        # Two pools side by side hold both reservations.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 1995, 1024, False),
+                _pool("resgroup-21", "resgroup-8", 0, 2048, False),
+            ],
+            2 + 1,
+            2660 + 3072,
+        ),
+        # An expandable pool of 1024 MB whose children reserve 3072 MB borrows the rest from the
+        # root: the subtree holds 3072, counted once.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 0, 1024, True),
+                _pool("resgroup-30", "resgroup-20", 0, 2048, False),
+                _pool("resgroup-31", "resgroup-20", 0, 1024, False),
+            ],
+            2,
+            2660 + 3072,
+        ),
+        # A fixed pool's children fit in its own reservation: the pool's figure counts.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 0, 4096, False),
+                _pool("resgroup-30", "resgroup-20", 0, 1024, False),
+            ],
+            2,
+            2660 + 4096,
+        ),
+    ],
+    ids=["none", "one-pool", "two-pools", "expandable-borrows", "fixed-holds-children"],
+)
+def test_resource_pool_reservations_are_held(
+    inventory: Inventory, pools: list[NativeObject], vcpus_held: int, memory_held: int
+) -> None:
+    reports = normalise(
+        Inventory(about={}, objects=[*inventory.objects, _ROOT_POOL, *pools]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.CLUSTER) == (vcpus_held, memory_held)
+    # The pools belong to the cluster (DRS places VMs across its hosts), not to one host.
+    assert _held(reports, ProviderKind.COMPUTE_HOST) == (2, 2660)
+
+
+def test_a_pool_holds_only_what_its_vms_do_not_use(inventory: Inventory) -> None:
+    """vm-19 (1 vCPU, 128 MB, powered on) moved to host-14 inside a pool reserving 1995 MHz and
+    1024 MB: the VM is in the host's used, the pool holds the other 896 MB and no CPU."""
+    vm = next(o for o in inventory.objects if o.type == "VirtualMachine")
+    assert (vm.props["summary.config.numCpu"], vm.props["summary.config.memorySizeMB"]) == (1, 128)
+    moved = NativeObject(
+        vm.type, vm.moref, {**vm.props, "runtime.host": "host-14", "resourcePool": "resgroup-20"}
+    )
+    objects = [moved if o is vm else o for o in inventory.objects]
+    pool = _pool("resgroup-20", "resgroup-8", 1995, 1024, False)
+    reports = normalise(
+        Inventory(about={}, objects=[*objects, _ROOT_POOL, pool]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.CLUSTER) == (2, 2660 + 1024 - 128)
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    memory = cluster.inventory("MEMORY_MB")
+    assert memory is not None and memory.used == 128
+
+
+def test_pools_of_a_standalone_host_are_the_hosts(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    alone = NativeObject(host.type, host.moref, {**host.props, "parent": "domain-s30"})
+    compute = NativeObject("ComputeResource", "domain-s30", {"name": "esx-a", "host": ["host-14"]})
+    objects = [
+        o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")
+    ]
+    reports = normalise(
+        Inventory(
+            about={},
+            objects=[
+                *objects,
+                alone,
+                compute,
+                _pool("resgroup-31", "domain-s30", 15960, 16382, False),
+                _pool("resgroup-40", "resgroup-31", 3990, 2048, True),
+            ],
+        ),
+        target="esx",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.COMPUTE_HOST) == (2 + 2, 2660 + 2048)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("config.memoryAllocation.reservation", -1), ("config.cpuAllocation.reservation", "1 GHz")],
+)
+def test_bad_pool_reservations_are_invalid_native_data(
+    inventory: Inventory, path: str, value: object
+) -> None:
+    pool = _pool("resgroup-20", "resgroup-8", 0, 0, False)
+    pool.props[path] = value
+    with pytest.raises(InvalidNativeData, match=re.escape(path)):
+        normalise(
+            Inventory(about={}, objects=[*inventory.objects, _ROOT_POOL, pool]),
+            target="vcenter",
+            collector=CollectorInfo(name="vmware", version="test"),
+            collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+        )
