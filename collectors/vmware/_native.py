@@ -75,9 +75,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "name",
         "parent",
         "config.cpuAllocation.reservation",
-        "config.cpuAllocation.expandableReservation",
         "config.memoryAllocation.reservation",
-        "config.memoryAllocation.expandableReservation",
     ),
     # Only to name the datacenter a host is in: folders link compute resources up to it.
     "Folder": ("parent",),

@@ -682,13 +682,6 @@ class _PoolHold:
     memory_mib_inside: int = 0
 
 
-def _allocation_field(pool: _Props, allocation: str, field: str) -> int | bool | None:
-    path = f"config.{allocation}.{field}"
-    if field == "reservation":
-        return pool.integer(path, limit=units.MAX_BYTES)
-    return pool.flag(path)
-
-
 def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[str, list[_PoolHold]]:
     """Per compute resource, what each pool just below its root resource pool holds back.
 
@@ -697,7 +690,8 @@ def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[st
     it, so VMs outside the pool cannot be started against it. A pool with an
     ``expandableReservation`` may reserve more than its own figure by borrowing from its parent
     for its children, so a subtree holds the larger of its own reservation and its children's
-    together. The root resource pool (its parent is the compute resource) is the whole compute
+    together (for a fixed reservation, admission control keeps the children's within the
+    pool's own, so that is the pool's figure: the flag itself need not be read). The root resource pool (its parent is the compute resource) is the whole compute
     resource and is not a reservation. The powered-on VMs inside a pool are counted in the
     hosts' ``used`` already: the pool holds back only what its reservation has beyond them.
     """
@@ -712,10 +706,9 @@ def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[st
     def held(moref: str, allocation: str, seen: frozenset[str]) -> int:
         if moref in seen:
             raise InvalidNativeData(f"resource pool {moref} is its own ancestor")
-        props = _Props(pools[moref])
-        own = _allocation_field(props, allocation, "reservation") or 0
+        path = f"config.{allocation}.reservation"
+        own = _Props(pools[moref]).integer(path, limit=units.MAX_BYTES) or 0
         below = sum(held(c, allocation, seen | {moref}) for c in children.get(moref, []))
-        assert isinstance(own, int)
         return max(own, below)
 
     top: dict[str, tuple[str, _PoolHold]] = {}  # pool moref → (compute, its hold)

@@ -572,9 +572,10 @@ def test_effective_cpu_and_memory_cross_check(
         assert "after their system reservations" in cluster.anomalies[0].message
 
 
-def _pool(moref: str, parent: str, cpu_mhz: int, memory_mb: int, expandable: bool) -> NativeObject:
+def _pool(moref: str, parent: str, cpu_mhz: int, memory_mb: int) -> NativeObject:
     """A ResourcePool as a PropertyCollector pass reads it (ResourceAllocationInfo: reservation
-    in MHz and MB, expandableReservation)."""
+    in MHz and MB). Only a pool with an expandable reservation may have children that reserve
+    more than it does (vSphere refuses it otherwise), so the reservations alone tell."""
     return NativeObject(
         "ResourcePool",
         moref,
@@ -582,16 +583,14 @@ def _pool(moref: str, parent: str, cpu_mhz: int, memory_mb: int, expandable: boo
             "name": moref,
             "parent": parent,
             "config.cpuAllocation.reservation": cpu_mhz,
-            "config.cpuAllocation.expandableReservation": expandable,
             "config.memoryAllocation.reservation": memory_mb,
-            "config.memoryAllocation.expandableReservation": expandable,
         },
     )
 
 
 #: The cluster's root resource pool: its reservation is the cluster's whole capacity, never a
 #: reservation of its own (vSphere sets it; resmon skips it).
-_ROOT_POOL = _pool("resgroup-8", "domain-c9", 13386, 13722, False)
+_ROOT_POOL = _pool("resgroup-8", "domain-c9", 13386, 13722)
 
 
 def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
@@ -606,12 +605,12 @@ def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
     [
         ([], 2, 2660),  # ESXi's system pools only
         # 4000 MHz = 3 logical CPUs of 1995 MHz, rounded up; 4096 MB.
-        ([_pool("resgroup-20", "resgroup-8", 4000, 4096, False)], 2 + 3, 2660 + 4096),
+        ([_pool("resgroup-20", "resgroup-8", 4000, 4096)], 2 + 3, 2660 + 4096),
         # Two pools side by side hold both reservations.
         (
             [
-                _pool("resgroup-20", "resgroup-8", 1995, 1024, False),
-                _pool("resgroup-21", "resgroup-8", 0, 2048, False),
+                _pool("resgroup-20", "resgroup-8", 1995, 1024),
+                _pool("resgroup-21", "resgroup-8", 0, 2048),
             ],
             2 + 1,
             2660 + 3072,
@@ -620,9 +619,9 @@ def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
         # root: the subtree holds 3072, counted once.
         (
             [
-                _pool("resgroup-20", "resgroup-8", 0, 1024, True),
-                _pool("resgroup-30", "resgroup-20", 0, 2048, False),
-                _pool("resgroup-31", "resgroup-20", 0, 1024, False),
+                _pool("resgroup-20", "resgroup-8", 0, 1024),
+                _pool("resgroup-30", "resgroup-20", 0, 2048),
+                _pool("resgroup-31", "resgroup-20", 0, 1024),
             ],
             2,
             2660 + 3072,
@@ -630,8 +629,8 @@ def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
         # A fixed pool's children fit in its own reservation: the pool's figure counts.
         (
             [
-                _pool("resgroup-20", "resgroup-8", 0, 4096, False),
-                _pool("resgroup-30", "resgroup-20", 0, 1024, False),
+                _pool("resgroup-20", "resgroup-8", 0, 4096),
+                _pool("resgroup-30", "resgroup-20", 0, 1024),
             ],
             2,
             2660 + 4096,
@@ -662,7 +661,7 @@ def test_a_pool_holds_only_what_its_vms_do_not_use(inventory: Inventory) -> None
         vm.type, vm.moref, {**vm.props, "runtime.host": "host-14", "resourcePool": "resgroup-20"}
     )
     objects = [moved if o is vm else o for o in inventory.objects]
-    pool = _pool("resgroup-20", "resgroup-8", 1995, 1024, False)
+    pool = _pool("resgroup-20", "resgroup-8", 1995, 1024)
     reports = normalise(
         Inventory(about={}, objects=[*objects, _ROOT_POOL, pool]),
         target="vcenter",
@@ -689,8 +688,8 @@ def test_pools_of_a_standalone_host_are_the_hosts(inventory: Inventory) -> None:
                 *objects,
                 alone,
                 compute,
-                _pool("resgroup-31", "domain-s30", 15960, 16382, False),
-                _pool("resgroup-40", "resgroup-31", 3990, 2048, True),
+                _pool("resgroup-31", "domain-s30", 15960, 16382),
+                _pool("resgroup-40", "resgroup-31", 3990, 2048),
             ],
         ),
         target="esx",
@@ -707,7 +706,7 @@ def test_pools_of_a_standalone_host_are_the_hosts(inventory: Inventory) -> None:
 def test_bad_pool_reservations_are_invalid_native_data(
     inventory: Inventory, path: str, value: object
 ) -> None:
-    pool = _pool("resgroup-20", "resgroup-8", 0, 0, False)
+    pool = _pool("resgroup-20", "resgroup-8", 0, 0)
     pool.props[path] = value
     with pytest.raises(InvalidNativeData, match=re.escape(path)):
         normalise(

@@ -1,5 +1,8 @@
 """Build and run the vCenter simulator (tests/vmware/vcsim/main.go) on loopback.
 
+Its test hooks (``set_host_state``, ``set_mount``) change what the vSphere API cannot; main.go
+says where it corrects the simulator's figures to what vSphere documents.
+
 Shared by the tests and by bench/vmware_collect.py. The binary is built once, in GOPATH mode
 against Debian's golang-github-vmware-govmomi-dev, into tests/.build/ (gitignored).
 """
