@@ -691,9 +691,10 @@ def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[st
     ``expandableReservation`` may reserve more than its own figure by borrowing from its parent
     for its children, so a subtree holds the larger of its own reservation and its children's
     together (for a fixed reservation, admission control keeps the children's within the
-    pool's own, so that is the pool's figure: the flag itself need not be read). The root resource pool (its parent is the compute resource) is the whole compute
-    resource and is not a reservation. The powered-on VMs inside a pool are counted in the
-    hosts' ``used`` already: the pool holds back only what its reservation has beyond them.
+    pool's own, so that is the pool's figure: the flag itself need not be read). The root
+    resource pool (its parent is the compute resource) is the whole compute resource and is not
+    a reservation. The powered-on VMs inside a pool are counted in the hosts' ``used`` already:
+    the pool holds back only what its reservation has beyond them.
     """
     pools = {p.moref: p for p in inventory.of_type("ResourcePool", "VirtualApp")}
     parent = {m: _Props(p).text("parent") for m, p in pools.items()}
