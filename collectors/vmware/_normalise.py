@@ -249,9 +249,9 @@ def system_reservations(props: _Props) -> tuple[int, int]:
 
 def numa_cells(props: _Props) -> list[NumaCell]:
     """``hardware.numaInfo`` (HostNumaInfo): one cell per ``numaNode``, its ``typeId`` the cell
-    id, its ``cpuID`` the logical CPUs, its memory ``memorySize`` (vSphere 8.0 U3 and later) or
-    else ``memoryRangeLength`` (the node's one memory range). ESXi does not report free memory
-    per node."""
+    id, its ``cpuID`` the logical CPUs, its memory ``memorySize`` (API 8.0 and later; the
+    collector speaks 6.5, a capture may be newer) or else ``memoryRangeLength`` (the node's one
+    memory range). ESXi does not report free memory per node."""
     info = props.obj.props.get("hardware.numaInfo")
     if info is None:
         return []
@@ -748,7 +748,8 @@ def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[st
 
 def _pools_held(holds: list[_PoolHold], resource_class: str, members: list[_HostResult]) -> int:
     """What the pools hold beyond their VMs' allocations, in ``resource_class`` units: MiB, or
-    logical CPUs of the slowest up host's MHz (rounded up, as for the system pools)."""
+    logical CPUs of the slowest up host's MHz (rounded up, as for the system pools), each vCPU
+    of a VM inside taking one of them."""
     if resource_class == "MEMORY_MB":
         return sum(max(h.memory_mb - h.memory_mib_inside, 0) for h in holds)
     mhz = min((m.cpu_mhz for m in members if m.up and m.cpu_mhz), default=0)
