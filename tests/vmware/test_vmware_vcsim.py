@@ -345,6 +345,36 @@ def test_resource_pool_reservations_are_held_by_the_cluster(fresh_vpx: vcsim.Sim
     assert pool.config.memoryAllocation.reservation == 3072
     assert held("DC0_C0") == (2, 3072), "2295 MHz needs a second 2294 MHz CPU"
     assert held("DC0_C0_H0") == (0, 0)
+    # A VM of 2 vCPUs and 1024 MB started in the pool runs on its reservation: the pool holds
+    # the rest, and the VM counts in its host's used.
+    datacenter = admin.find(vim.Datacenter, "DC0")
+    config = vim.vm.ConfigSpec(
+        name="in-gold",
+        numCPUs=2,
+        memoryMB=1024,
+        guestId="otherGuest64",
+        files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
+    )
+    host = admin.find(vim.HostSystem, "DC0_C0_H0")
+    vm = admin.wait(datacenter.vmFolder.CreateVM_Task(config=config, pool=pool, host=host))
+    admin.wait(vm.PowerOnVM_Task())
+    assert held("DC0_C0") == (0, 3072 - 1024)
+    # An expandable pool reserving nothing whose child reserves 1024 MB borrows it from the
+    # root: the subtree holds 1024.
+    bronze = root.CreateResourcePool(
+        name="bronze",
+        spec=vim.ResourceConfigSpec(
+            cpuAllocation=_allocation(0, expandable=True),
+            memoryAllocation=_allocation(0, expandable=True),
+        ),
+    )
+    bronze.CreateResourcePool(
+        name="bronze-a",
+        spec=vim.ResourceConfigSpec(
+            cpuAllocation=_allocation(0), memoryAllocation=_allocation(1024)
+        ),
+    )
+    assert held("DC0_C0") == (0, 3072 - 1024 + 1024)
 
 
 # -- ESXi direct connection ------------------------------------------------------------------
