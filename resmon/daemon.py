@@ -6,6 +6,9 @@ schedule, the API or shutdown. A collection is limited as a whole (building its 
 collecting) by its target's ``timeout_s``: past it, the collection is recorded as a ``timeout``
 failure and its collector is abandoned, so a hung hypervisor never stalls the others.
 
+``resmon collect`` runs one round through the same machinery with no store (``store=None``), so
+a collection is bounded the same way whichever command runs it.
+
 On SIGTERM/SIGINT the daemon stops within ``[resmon] shutdown_grace_s``: collections that finish
 within the grace are stored, those still running are dropped (their targets keep what was stored
 before), and nothing waits for an abandoned collector.
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -131,18 +135,25 @@ def install_stop_signals(stop_event: threading.Event) -> None:
 
 
 class Daemon:
-    """Periodic collection of the configured targets into ``store``."""
+    """Periodic collection of the configured targets into ``store``.
+
+    With ``store=None`` nothing is stored and only :meth:`run` with ``once`` is possible (one
+    bounded round whose outcomes are returned). ``dump_native_dir``: each target saves the
+    native data it reads in a subdirectory of that name.
+    """
 
     def __init__(
         self,
         config: ResmonConfig,
-        store: Store,
+        store: Store | None,
         *,
         on_outcome: Callable[[CollectionOutcome], None] | None = None,
         stop_event: threading.Event | None = None,
+        dump_native_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.dump_native_dir = dump_native_dir
         self.on_outcome = on_outcome
         #: Set to stop (a signal handler installed before the daemon existed may set it).
         self.stop_event = stop_event or threading.Event()
@@ -151,7 +162,7 @@ class Daemon:
         self._targets: dict[str, TargetConfig] = {t.name: t for t in config.targets}
         self._instances: dict[str, Collector | None] = {}
         self._pool = _WorkerPool(config.resmon.max_workers)
-        self._writer = StoreWriter(store)
+        self._writer = StoreWriter(store) if store is not None else None
         self._server: Any = None
         self.leases: Leases | None = None
 
@@ -167,20 +178,25 @@ class Daemon:
     def run(self, *, once: bool = False) -> list[CollectionOutcome]:
         """Collect until stopped (or one round with ``once``); returns the outcomes of the
         round when ``once`` is set."""
-        self.store.sync_targets([t.spec() for t in self.config.targets])
+        store = self.store
+        if store is not None:
+            store.sync_targets([t.spec() for t in self.config.targets])
         if once:
             try:
                 return self.run_round()
             finally:
-                self._writer.flush()
+                if self._writer is not None:
+                    self._writer.flush()
                 self.shutdown()
+        if store is None:
+            raise ValueError("a daemon without a store can only collect once")
         # Which targets this daemon collects (all of them, unless replicas share PostgreSQL).
         leases = self.leases = open_leases(
-            self.store, {n: t.interval_s for n, t in self._targets.items()},
+            store, {n: t.interval_s for n, t in self._targets.items()},
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
         retention = self.config.retention
-        start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
+        start_pruning(store, retention.policy(), interval_s=retention.interval_s,
                       stop=self.stop_event)  # fmt: skip
         due: list[_Due] = []
         running: dict[str, _Running] = {}
@@ -251,7 +267,8 @@ class Daemon:
                 self._wake.clear()
         for name in running:
             log.warning("target %s: collection still running at shutdown, dropped", name)
-        self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        if self._writer is not None:
+            self._writer.close(max(grace_end - time.monotonic(), 0.0))
         closer = threading.Thread(target=self.shutdown, name="resmon-close", daemon=True)
         closer.start()
         closer.join(timeout=max(grace_end - time.monotonic(), 0.5))
@@ -281,7 +298,11 @@ class Daemon:
         started_at = datetime.now(UTC)
         try:
             collector_cls = load_collector(target_config.collector)
-            target = target_config.resolve()
+            dump_dir = None
+            if self.dump_native_dir is not None:
+                dump_dir = self.dump_native_dir / target_config.name
+                dump_dir.mkdir(parents=True, exist_ok=True)
+            target = target_config.resolve(dump_native_dir=dump_dir)
         except (CollectorNotFound, IncompatibleContract, ConfigError) as exc:
             kind = "incompatible_contract" if isinstance(exc, IncompatibleContract) else "config"
             return (
@@ -377,7 +398,8 @@ class Daemon:
                 "target %s: failed after %.3fs: %s: %s",
                 outcome.target, outcome.duration_s, outcome.error_kind, outcome.error_message,
             )  # fmt: skip
-        self._writer.submit(target_config.spec(), outcome)
+        if self._writer is not None:
+            self._writer.submit(target_config.spec(), outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -386,7 +408,7 @@ class Daemon:
     def start_server(self) -> None:
         """Serve the API and /metrics on the configured address in a background thread."""
         address = self.config.resmon.listen_address()
-        if address is None:
+        if address is None or self.store is None:
             return
         self._server = start_api_server(self.config, self.store, address)
 

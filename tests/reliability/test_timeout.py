@@ -52,8 +52,19 @@ def collectors() -> Iterator[None]:
     unregister(_Slow.name)
 
 
+#: ``resmon run --once`` and ``resmon collect --once`` bound a collection alike (``--store`` makes
+#: the second record its run).
+COMMANDS = {
+    "run": ["run", "--once"],
+    "collect": ["collect", "--once", "--store", "--format", "json"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("collector", [_SlowBothHalves.name, _Slow.name])
-def test_the_whole_collection_is_limited_by_timeout_s(tmp_path: Path, collector: str) -> None:
+def test_the_whole_collection_is_limited_by_timeout_s(
+    tmp_path: Path, collector: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     config = tmp_path / "resmon.toml"
     config.write_text(f"""
@@ -67,7 +78,8 @@ url = "fake://1"
 interval_s = 60
 timeout_s = {TIMEOUT_S}
 """)
-    assert main(["run", "--once", "--config", str(config)]) == 1
+    assert main([*COMMANDS[command], "--config", str(config)]) == 1
+    assert f"target t ({collector}) failed: timeout" in capsys.readouterr().err
     store = Store(db)
     [run] = store.runs("t")
     store.close()
