@@ -16,6 +16,7 @@ before), and nothing waits for an abandoned collector.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import queue
@@ -345,6 +346,8 @@ class Daemon:
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
                 outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
+                # Abandoned, not forgotten: a collector that still returns is closed then.
+                job.future.add_done_callback(functools.partial(self._close_abandoned, name))
             else:
                 continue
             del running[name]
@@ -379,6 +382,16 @@ class Daemon:
             error_kind="internal_error",
             error_message=f"{type(exc).__name__}: {exc}",
         )
+
+    def _close_abandoned(
+        self, name: str, done: Future[tuple[CollectionOutcome, Collector | None]]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        _, instance = done.result()
+        if instance is not None:
+            log.debug("target %s: closing a collector that returned after its timeout", name)
+            self._close_late(name, instance)
 
     def _close_late(self, name: str, instance: Collector) -> None:
         try:
