@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from resmon.store import Store, models
 
@@ -57,11 +56,17 @@ def runs_since(store: Store, target: str, since: datetime) -> list[models.Collec
 
 
 def wait_for(
-    condition: Callable[[], bool], within_s: float, what: str, log: IO[str] | Path | None = None
+    condition: Callable[[], bool],
+    within_s: float,
+    what: str | Callable[[], str],
+    log: Path | None = None,
 ) -> None:
+    """Until ``condition`` holds; fails after ``within_s`` saying ``what`` (a callable: worked
+    out at the failure) and the end of the daemon's ``log``."""
     deadline = time.monotonic() + within_s
     while not condition():
         if time.monotonic() > deadline:
-            detail = f"\n--- daemon log ---\n{Path(log).read_text()[-4000:]}" if log else ""
-            raise AssertionError(f"{what}: not within {within_s:g}s{detail}")
+            detail = f"\n--- daemon log ---\n{log.read_text()[-4000:]}" if log else ""
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said}: not within {within_s:g}s{detail}")
         time.sleep(0.1)

@@ -12,9 +12,9 @@ Modes (set :attr:`FaultProxy.mode` at any time; connections already open follow 
     accepts (the kernel completes the handshake) and keeps every connection open, forwarding
     nothing either way: a host whose process froze.
 ``slow``
-    forwards, but what the server sends reaches the client :attr:`SLOW_CHUNK` bytes at a time,
-    one chunk every :attr:`SLOW_DELAY_S`: every read gets *something* within any socket timeout,
-    yet an answer of a few kilobytes takes many seconds (a saturated or lossy link).
+    forwards, but what the server sends reaches the client ``slow_chunk`` bytes at a time, one
+    chunk every ``slow_delay_s``: every read gets *something* within any socket timeout, yet a
+    larger answer takes many seconds (a saturated or lossy link).
 ``garbage``
     answers bytes that are no protocol at all (seeded random bytes), before and after the
     client's first bytes, then closes: a port where something else, or something broken,
@@ -39,9 +39,11 @@ MODES: tuple[Mode, ...] = ("pass", "refuse", "hang", "slow", "garbage")
 
 Upstream = tuple[str, int] | str
 
-#: ``slow``: bytes per step and the pause between steps, from the server to the client.
+#: ``slow``: by default, bytes per step and the pause between steps from the server to the
+#: client: every answer waits at least a quarter of a second, so that an exchange of a dozen
+#: round trips (a TLS handshake, a libvirt connection) takes seconds.
 SLOW_CHUNK = 256
-SLOW_DELAY_S = 0.1
+SLOW_DELAY_S = 0.25
 #: ``garbage``: how much is sent each time.
 GARBAGE_BYTES = 4096
 
@@ -54,8 +56,16 @@ def _reset(sock: socket.socket) -> None:
 
 
 class FaultProxy:
-    def __init__(self, upstream: Upstream | None, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: Upstream | None,
+        *,
+        seed: int = 0,
+        slow_chunk: int = SLOW_CHUNK,
+        slow_delay_s: float = SLOW_DELAY_S,
+    ) -> None:
         self.upstream = upstream
+        self.slow_chunk, self.slow_delay_s = slow_chunk, slow_delay_s
         self._mode: Mode = "pass" if upstream is not None else "hang"
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -221,7 +231,7 @@ class FaultProxy:
         if not trickle:
             dst.sendall(data)
             return
-        for start in range(0, len(data), SLOW_CHUNK):
-            if self._closed.wait(SLOW_DELAY_S):
+        for start in range(0, len(data), self.slow_chunk):
+            if self._closed.wait(self.slow_delay_s):
                 return
-            dst.sendall(data[start : start + SLOW_CHUNK])
+            dst.sendall(data[start : start + self.slow_chunk])

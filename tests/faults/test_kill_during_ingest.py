@@ -31,6 +31,8 @@ from resmon.contract.testing import fake_report
 from resmon.outcome import CollectionOutcome
 from resmon.store import Store, TargetSpec, models
 
+from .daemon_process import wait_for
+
 KILLS = 30
 TARGETS = ("big-a", "big-b")
 #: Providers per collection: varied, so providers are added and removed between writes.
@@ -151,6 +153,9 @@ def test_kill_9_during_ingest(database_url: str) -> None:
             )
             writer.start()
             assert first_write.wait(60), "the writer never began a write"
+            if kill % 2:  # every other writer commits something first, however slow the disk
+                before = counts[_COMMITTED]
+                wait_for(lambda before=before: counts[_COMMITTED] > before, 60, "a commit")
             writer.join(chance.uniform(0, KILL_WITHIN_S))
             assert writer.is_alive(), f"the writer died by itself (exit code {writer.exitcode})"
             writer.kill()
@@ -162,7 +167,7 @@ def test_kill_9_during_ingest(database_url: str) -> None:
             # Every counted commit is stored; at most one more (committed, not yet counted).
             assert committed <= runs <= begun, (kill, committed, runs, begun)
             counts[_COMMITTED] = counts[_BEGUN] = runs  # the next writer counts from here
-        assert providers > 0 and runs >= KILLS // 3, (providers, runs)
+        assert providers > 0 and runs >= KILLS // 2, (providers, runs)
         # Most kills hit a transaction; at least some must, or nothing was tested.
         assert mid_write >= KILLS // 3, f"only {mid_write} of {KILLS} kills landed mid-write"
     finally:
