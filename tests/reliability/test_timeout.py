@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any, Self
 import pytest
 
 from resmon.cli import main
+from resmon.config import ResmonConfig
 from resmon.contract import HostReport, Target
 from resmon.contract.testing import FakeCollector
+from resmon.daemon import Daemon
 from resmon.registry import register, unregister
 from resmon.store import Store
 
@@ -86,3 +89,33 @@ timeout_s = {TIMEOUT_S}
     assert run.status == "failed" and run.error_kind == "timeout"
     # Given up at the limit, not at the limit plus some grace.
     assert TIMEOUT_S <= run.duration_s < TIMEOUT_S + 0.5
+
+
+class _LateCloseable(FakeCollector):
+    """Collects for twice the timeout, then returns a working collector; says when closed."""
+
+    name = "late-closeable"
+    closed = threading.Event()
+
+    def collect(self) -> list[HostReport]:
+        time.sleep(self.target.timeout_s * 2)
+        return super().collect()
+
+    def close(self) -> None:
+        type(self).closed.set()
+
+
+def test_a_collector_returning_after_its_timeout_is_closed(tmp_path: Path) -> None:
+    """The daemon gave up on it; when it does return, its session must not be left open."""
+    register(_LateCloseable)
+    try:
+        config = ResmonConfig.model_validate({
+            "resmon": {"database_url": f"sqlite:///{tmp_path / 'r.db'}", "listen": ""},
+            "targets": [{"name": "t", "collector": _LateCloseable.name, "url": "fake://1",
+                         "interval_s": 60, "timeout_s": TIMEOUT_S}],
+        })  # fmt: skip
+        [outcome] = Daemon(config, None).run(once=True)
+        assert outcome.error_kind == "timeout"
+        assert _LateCloseable.closed.wait(30), "the late collector was never closed"
+    finally:
+        unregister(_LateCloseable.name)
