@@ -43,11 +43,11 @@ SLACK_S = 1.5
 #: Attempts watched per fault: what the daemon holds after the first is compared with what it
 #: holds after the last (a leak grows with each attempt; the attempt in flight, or one being torn
 #: down, may hold one more descriptor or thread at any moment).
-ATTEMPTS = 4
+ATTEMPTS = 3
 IN_FLIGHT = 1
 #: How long descriptors and threads are sampled in pass mode before the fault (the fewest seen
 #: is the baseline), and how long they may take to come back to it after the fault.
-SAMPLE_S = 1.5
+SAMPLE_S = 1.0
 SETTLE_S = 15.0
 PASSWORD = "fault-suite-Pw-7d1e"
 PASSWORD_ENV = "RESMON_FAULTS_PASSWORD"

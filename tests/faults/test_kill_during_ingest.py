@@ -38,7 +38,7 @@ TARGETS = ("big-a", "big-b")
 #: Providers per collection: varied, so providers are added and removed between writes.
 HOSTS = (40, 30, 50)
 #: Longest wait, after the writer entered its first write, before the kill.
-KILL_WITHIN_S = 0.8
+KILL_WITHIN_S = 0.5
 
 #: What the writer says: how many writes it began, and how many committed.
 _BEGUN = 0
