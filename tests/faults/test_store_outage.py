@@ -93,12 +93,14 @@ def test_daemon_survives_a_database_fault(postgres_url: str, fault: Mode) -> Non
 
         proxy.mode = fault
         _wait_for(lambda: not store.health().up, TIMEOUT_S * 3)
-        # A stop during the fault is honoured within the grace (+ one tick).
+        # A stop during the fault is honoured within the grace (1 s), plus the writer's last
+        # second and a generous allowance for a loaded machine: far from the tens of seconds a
+        # stop waiting on the database would take.
         start = time.monotonic()
         daemon.stop()
         thread.join(timeout=10)
         assert not thread.is_alive()
-        assert time.monotonic() - start < 1 + 3
+        assert time.monotonic() - start < 1 + 6
     finally:
         daemon.stop()
         proxy.close()
