@@ -39,7 +39,7 @@ HEALTHY_INTERVAL_S = 2.0
 HEALTHY_TIMEOUT_S = 2.0
 #: Scheduling on a shared, loaded machine: a timeout is noticed within the daemon's tick, and
 #: a start may come late; generous so that only a real hang or a starved pool exceeds it.
-SLACK_S = 1.5
+SLACK_S = 2.5
 #: Attempts watched per fault: what the daemon holds after the first is compared with what it
 #: holds after the last (a leak grows with each attempt; the attempt in flight, or one being torn
 #: down, may hold one more descriptor or thread at any moment).
