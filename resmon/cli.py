@@ -34,7 +34,7 @@ from resmon.contract import (
 )
 from resmon.logs import add_secret, configure_logging
 from resmon.registry import CollectorNotFound, available_collectors, load_collector
-from resmon.runner import CollectionOutcome, collect_target
+from resmon.runner import CollectionOutcome
 from resmon.store import Store, StoreError, migration_head, redact_url
 
 __all__ = ["main"]
@@ -325,25 +325,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     config = _load(args)
     if adhoc:
         config = ResmonConfig(resmon=config.resmon, targets=adhoc)
-    outcomes: list[CollectionOutcome] = []
-    for target_config in config.targets:
-        dump_dir = args.dump_native / target_config.name if args.dump_native else None
-        if dump_dir:
-            dump_dir.mkdir(parents=True, exist_ok=True)
-        collector_cls = load_collector(target_config.collector)
-        outcome, instance = collect_target(
-            collector_cls,
-            target_config.resolve(dump_native_dir=dump_dir),
-            policy=config.policy_for(target_config),
-        )
-        if instance is not None:
-            instance.close()
-        outcomes.append(outcome)
-    if args.store:
-        store = _open_store(config)
-        for target_config, outcome in zip(config.targets, outcomes, strict=True):
-            store.record(target_config.spec(), outcome)
-        store.close()
+    for target_config in config.targets:  # an unknown collector is an error of the command
+        load_collector(target_config.collector)
+    from resmon.daemon import Daemon
+
+    # The daemon's round: every collection is bounded by its target's timeout_s.
+    store = _open_store(config) if args.store else None
+    try:
+        finished = Daemon(config, store, dump_native_dir=args.dump_native).run(once=True)
+    finally:
+        if store is not None:
+            store.close()
+    by_target = {o.target: o for o in finished}
+    outcomes = [by_target[t.name] for t in config.targets if t.name in by_target]
     reports = [r for o in outcomes for r in o.reports]
     if args.format == "json":
         print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))

@@ -10,6 +10,9 @@ With a ``[placement]`` table, the daemon also syncs into OpenStack Placement eve
 ``interval_s`` (:mod:`exporters.placement_periodic`): the sync holds a lease like a target's, so
 one replica runs it, and runs in its own thread, so nothing here ever waits for Placement.
 
+``resmon collect`` runs one round through the same machinery with no store (``store=None``), so
+a collection is bounded the same way whichever command runs it.
+
 On SIGTERM/SIGINT the daemon stops within ``[resmon] shutdown_grace_s``: collections that finish
 within the grace are stored, those still running are dropped (their targets keep what was stored
 before), and nothing waits for an abandoned collector.
@@ -17,6 +20,7 @@ before), and nothing waits for an abandoned collector.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import queue
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
@@ -150,18 +155,25 @@ def install_stop_signals(stop_event: threading.Event) -> None:
 
 
 class Daemon:
-    """Periodic collection of the configured targets into ``store``."""
+    """Periodic collection of the configured targets into ``store``.
+
+    With ``store=None`` nothing is stored and only :meth:`run` with ``once`` is possible (one
+    bounded round whose outcomes are returned). ``dump_native_dir``: each target saves the
+    native data it reads in a subdirectory of that name.
+    """
 
     def __init__(
         self,
         config: ResmonConfig,
-        store: Store,
+        store: Store | None,
         *,
         on_outcome: Callable[[CollectionOutcome], None] | None = None,
         stop_event: threading.Event | None = None,
+        dump_native_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.dump_native_dir = dump_native_dir
         self.on_outcome = on_outcome
         #: Set to stop (a signal handler installed before the daemon existed may set it).
         self.stop_event = stop_event or threading.Event()
@@ -170,12 +182,12 @@ class Daemon:
         self._targets: dict[str, TargetConfig] = {t.name: t for t in config.targets}
         self._instances: dict[str, Collector | None] = {}
         self._pool = _WorkerPool(config.resmon.max_workers)
-        self._writer = StoreWriter(store)
+        self._writer = StoreWriter(store) if store is not None else None
         self._server: Any = None
         self.leases: Leases | None = None
         #: The periodic Placement sync, with a [placement] table.
         self.placement: PeriodicTask | None = None
-        if config.placement is not None:
+        if config.placement is not None and store is not None:
             try:
                 from exporters.placement_periodic import PlacementSyncTask
             except ImportError as exc:
@@ -199,25 +211,30 @@ class Daemon:
     def run(self, *, once: bool = False) -> list[CollectionOutcome]:
         """Collect until stopped (or one round with ``once``); returns the outcomes of the
         round when ``once`` is set."""
-        self.store.sync_targets([t.spec() for t in self.config.targets])
+        store = self.store
+        if store is not None:
+            store.sync_targets([t.spec() for t in self.config.targets])
         if once:
             try:
                 return self.run_round()
             finally:
-                self._writer.flush()
+                if self._writer is not None:
+                    self._writer.flush()
                 self.shutdown()
+        if store is None:
+            raise ValueError("a daemon without a store can only collect once")
         # Which targets this daemon collects (all of them, unless replicas share PostgreSQL), and
         # whether it runs the Placement sync (a lease like a target's).
         intervals = {n: t.interval_s for n, t in self._targets.items()}
         if self.placement is not None:
-            self.store.sync_targets([self.placement.spec])
+            store.sync_targets([self.placement.spec])
             intervals[self.placement.spec.name] = self.placement.spec.interval_s
         leases = self.leases = open_leases(
-            self.store, intervals,
+            store, intervals,
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
         retention = self.config.retention
-        start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
+        start_pruning(store, retention.policy(), interval_s=retention.interval_s,
                       stop=self.stop_event)  # fmt: skip
         due: list[_Due] = []
         running: dict[str, _Running] = {}
@@ -308,7 +325,8 @@ class Daemon:
                 self._wake.clear()
         for name in running:
             log.warning("target %s: collection still running at shutdown, dropped", name)
-        self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        if self._writer is not None:
+            self._writer.close(max(grace_end - time.monotonic(), 0.0))
         if self.placement is not None:
             self.placement.stop(grace_end - time.monotonic())
         closer = threading.Thread(target=self.shutdown, name="resmon-close", daemon=True)
@@ -340,7 +358,11 @@ class Daemon:
         started_at = datetime.now(UTC)
         try:
             collector_cls = load_collector(target_config.collector)
-            target = target_config.resolve()
+            dump_dir = None
+            if self.dump_native_dir is not None:
+                dump_dir = self.dump_native_dir / target_config.name
+                dump_dir.mkdir(parents=True, exist_ok=True)
+            target = target_config.resolve(dump_native_dir=dump_dir)
         except (CollectorNotFound, IncompatibleContract, ConfigError) as exc:
             kind = "incompatible_contract" if isinstance(exc, IncompatibleContract) else "config"
             return (
@@ -383,6 +405,8 @@ class Daemon:
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
                 outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
+                # Abandoned, not forgotten: a collector that still returns is closed then.
+                job.future.add_done_callback(functools.partial(self._close_abandoned, name))
             else:
                 continue
             del running[name]
@@ -418,6 +442,16 @@ class Daemon:
             error_message=f"{type(exc).__name__}: {exc}",
         )
 
+    def _close_abandoned(
+        self, name: str, done: Future[tuple[CollectionOutcome, Collector | None]]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        _, instance = done.result()
+        if instance is not None:
+            log.debug("target %s: closing a collector that returned after its timeout", name)
+            self._close_late(name, instance)
+
     def _close_late(self, name: str, instance: Collector) -> None:
         try:
             instance.close()
@@ -436,7 +470,8 @@ class Daemon:
                 "target %s: failed after %.3fs: %s: %s",
                 outcome.target, outcome.duration_s, outcome.error_kind, outcome.error_message,
             )  # fmt: skip
-        self._writer.submit(target_config.spec(), outcome)
+        if self._writer is not None:
+            self._writer.submit(target_config.spec(), outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -445,7 +480,7 @@ class Daemon:
     def start_server(self) -> None:
         """Serve the API and /metrics on the configured address in a background thread."""
         address = self.config.resmon.listen_address()
-        if address is None:
+        if address is None or self.store is None:
             return
         self._server = start_api_server(self.config, self.store, address, placement=self.placement)
 
