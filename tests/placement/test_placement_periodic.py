@@ -27,8 +27,8 @@ from resmon.contract.testing import FakeCollector
 from resmon.daemon import Daemon
 from resmon.registry import register, unregister
 from resmon.store import Store
+from tests.faults.fault_proxy import FaultProxy
 from tests.live_servers import free_port, wait_until
-from tests.reliability.fault_proxy import FaultProxy
 
 from .fleet import populate
 from .refusing import RefusingPlacement
