@@ -260,6 +260,9 @@ def _parse_member_of(
         _require(version, (1, 24), "member_of given more than once")
     out = []
     for value in values:
+        if "," in value and not value.startswith(("in:", "!in:")):
+            raise _bad(f"Multiple values for 'member_of' must be prefixed with the 'in:' or "
+                       f"'!in:' keyword using the valid microversion. Got: {value}")  # fmt: skip
         forbidden = value.startswith("!")
         if forbidden:
             _require(version, (1, 32), "forbidden aggregates (member_of=!)")
@@ -291,7 +294,9 @@ def _parse_resources(value: str) -> tuple[tuple[str, int], ...]:
         raise _bad(f"Invalid resources query string parameter: {exc.detail}") from None
 
 
-_ALLOWED_CANDIDATE_PARAMS = {"resources", "required", "member_of", "limit", "group_policy"}
+_ALLOWED_CANDIDATE_PARAMS = {
+    "resources", "required", "member_of", "in_tree", "limit", "group_policy",
+}  # fmt: skip
 _ALLOWED_PROVIDER_PARAMS = {"name", "uuid", "member_of", "resources", "in_tree", "required"}
 
 
@@ -533,10 +538,17 @@ def placement_router(
             if "member_of" in params:
                 _require(version, (1, 21), "member_of")
                 member_of = _parse_member_of(params.getlist("member_of"), version)
+            in_tree = None
+            if "in_tree" in params:
+                _require(version, (1, 31), "in_tree")
+                in_tree = _parse_uuid("in_tree", params["in_tree"])
             if "group_policy" in params:
                 _require(version, (1, 25), "group_policy")
             with store.session() as session:
                 targets = statuses(session)
+                fleet = _fleet(session, targets) if member_of or in_tree else None
+                if required or forbidden:
+                    _check_traits_exist(session, required | forbidden, fleet, member_of)
                 sharers = candidate_index.sharing_providers(session, targets.values())
                 # Answers made only of a sharing provider's resources are taken out of the
                 # index's and listed on their own, and member_of filters after the search:
@@ -544,14 +556,14 @@ def placement_router(
                 whole = any(all(s.supplies(rc, n) for rc, n in resources) for s in sharers)
                 query = CandidateQuery(
                     resources=resources, required=required, forbidden=forbidden,
-                    limit=_ALL if member_of or whole else limit,
+                    limit=_ALL if member_of or in_tree or whole else limit,
                 )  # fmt: skip
                 found = _placement_answers(
                     candidate_index.search(session, query, targets.values()), sharers, query,
                     targets,
                 )  # fmt: skip
-                fleet = _fleet(session, targets) if member_of else None
-                requests = _allocation_requests(found, resources, fleet, member_of)[:limit]
+                requests = _allocation_requests(found, resources, fleet, member_of, in_tree)
+                requests = requests[:limit]
                 involved = {p.pk: p for _, providers in requests for p in providers}
                 traits = _traits_of(session, involved) if version >= (1, 17) else {}
             return _candidates_body(requests, involved, traits, targets, version)
@@ -581,6 +593,39 @@ def _placement_answers(
     return out
 
 
+def _parse_uuid(name: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _bad(f"Invalid query string parameters: Expected {name!r} parameter to be a "
+                   f"format of uuid. Got: {value}") from None  # fmt: skip
+
+
+def _check_traits_exist(
+    session: Session,
+    traits: frozenset[str],
+    fleet: _Fleet | None,
+    member_of: list[tuple[bool, set[str]]],
+) -> None:
+    """Placement answers a trait it does not know with a 400 (``TraitNotFound``), after it has
+    found no provider in the ``member_of`` aggregates (then the answer is empty). It knows the
+    standard traits and the custom ones created, here those some provider has."""
+    unknown = set(traits) - set(os_traits.get_traits())
+    if unknown:
+        unknown -= {t for (t,) in session.execute(
+            select(_TRAITS.c.trait).where(_TRAITS.c.trait.in_(sorted(unknown))).distinct()
+        )}  # fmt: skip
+    if not unknown:
+        return
+    wanted = [uuids for forbidden, uuids in member_of if not forbidden]
+    if wanted and fleet is not None:
+        if not any(
+            all(set(aggs) & uuids for uuids in wanted) for aggs in fleet.aggregates.values()
+        ):
+            return
+    raise _bad(f"No such trait(s): {', '.join(sorted(unknown))}.")
+
+
 def _require_route(version: tuple[int, int], since: tuple[int, int]) -> None:
     if version < since:
         # Placement answers a route that does not exist at the version asked for with a 404.
@@ -605,9 +650,13 @@ def _allocation_requests(
     resources: tuple[tuple[str, int], ...],
     fleet: _Fleet | None,
     member_of: list[tuple[bool, set[str]]],
+    in_tree: str | None = None,
 ) -> list[tuple[tuple[tuple[int, str, int], ...], tuple[Any, ...]]]:
     """``[(((provider pk, class, amount), ...), providers)]`` without repeats; providers are the
-    index's, the host first (it is in the provider summaries even when it supplies nothing)."""
+    index's, the host first (it is in the provider summaries even when it supplies nothing).
+
+    ``in_tree``: only answers made of that provider's tree, here the provider alone (Placement
+    looks for sharing providers only without ``in_tree``)."""
     seen: set[tuple[tuple[int, str, int], ...]] = set()
     out = []
     for candidate in found:
@@ -622,6 +671,9 @@ def _allocation_requests(
             _member(fleet.aggregates.get(p.pk, ()), member_of) for p in providers
         ):
             continue
+        if fleet is not None and in_tree is not None:
+            if any(fleet.by_pk[p.pk].uuid != in_tree for p in providers):
+                continue
         seen.add(key)
         unique = tuple({p.pk: p for p in providers}.values())
         out.append((key, unique))

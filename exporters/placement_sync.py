@@ -9,8 +9,12 @@ and only with ``remove_missing``.
 
 Modes: ``nova`` writes inventories and traits only (Nova owns allocations); with
 ``fold_used_into_reserved`` the use resmon sees is added to ``reserved`` (for instances Nova
-does not know). ``standalone`` also writes one consumer per provider (uuid5 of the provider)
-holding its ``used``, so a Placement without Nova sees the fleet's use.
+does not know). ``standalone`` also writes consumers holding each provider's ``used`` (uuid5
+of the provider, numbered), so a Placement without Nova sees the fleet's use. Placement refuses
+an allocation above an inventory's ``max_unit`` (``InvalidAllocationConstraintsViolated``), and
+an overcommitted host commonly uses more VCPU than its ``max_unit`` (its physical CPUs), so the
+use is split over as many consumers as that takes, each holding at most ``max_unit`` (in
+multiples of ``step_size``, at least ``min_unit``: a remainder that is not is rounded down).
 
 Every write is preceded by a read and skipped when Placement already holds the value, so a
 sync with nothing changed makes no writes. A 409 (the provider's generation moved under us)
@@ -93,8 +97,34 @@ class SyncResult:
     write_log: list[str] = field(default_factory=list)
 
 
-def consumer_uuid(rp_uuid: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}"))
+def consumer_uuid(rp_uuid: str, part: int = 0) -> str:
+    """The standalone consumer holding (part ``part`` of) a provider's use."""
+    if part == 0:
+        return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}"))
+    return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}\x00{part}"))
+
+
+def consumer_parts(used: Mapping[str, int], inventories: Mapping[str, Mapping[str, Any]]
+                   ) -> list[dict[str, int]]:  # fmt: skip
+    """``used`` as allocations Placement accepts: each amount at most ``max_unit``, a multiple
+    of ``step_size`` and at least ``min_unit`` (see the module docstring)."""
+    parts: list[dict[str, int]] = []
+    for rc, amount in sorted(used.items()):
+        inventory = inventories[rc]
+        step, min_unit = inventory["step_size"], inventory["min_unit"]
+        largest = inventory["max_unit"] - inventory["max_unit"] % step
+        n = 0
+        while amount > 0 and largest >= min_unit:
+            piece = min(amount, largest)
+            piece -= piece % step
+            if piece < min_unit:
+                break
+            if n == len(parts):
+                parts.append({})
+            parts[n][rc] = piece
+            amount -= piece
+            n += 1
+    return parts
 
 
 def desired_state(store: Store, options: SyncOptions) -> dict[str, Desired]:
@@ -244,7 +274,8 @@ def sync(store: Store, api: adapter.Adapter, options: SyncOptions | None = None)
         managed = placement.call("GET", f"/resource_providers?required={MANAGED_TRAIT}")
         for rp in managed["resource_providers"]:
             if rp["uuid"] not in desired:
-                placement.call("DELETE", f"/allocations/{consumer_uuid(rp['uuid'])}", ok=(404,))
+                for consumer in _our_consumers(placement, rp["uuid"]):
+                    placement.call("DELETE", f"/allocations/{consumer}", ok=(404,))
                 placement.call("DELETE", f"/resource_providers/{rp['uuid']}")
                 result.removed += 1
     return result
@@ -297,20 +328,31 @@ def _sync_provider(placement: _Placement, want: Desired) -> None:
         })  # fmt: skip
 
 
+def _our_consumers(placement: _Placement, rp_uuid: str) -> dict[str, dict[str, int]]:
+    """The standalone consumers holding use on the provider, with what they hold."""
+    held = placement.call("GET", f"/resource_providers/{rp_uuid}/allocations")["allocations"]
+    ours = {consumer_uuid(rp_uuid, n) for n in range(len(held))}
+    return {c: a.get("resources", {}) for c, a in held.items() if c in ours}
+
+
 def _sync_consumer(placement: _Placement, want: Desired, options: SyncOptions) -> None:
-    consumer = consumer_uuid(want.uuid)
     used = {rc: n for rc, n in want.used.items() if rc in want.inventories}
+    parts = consumer_parts(used, want.inventories)
 
     def step() -> None:
-        current = placement.call("GET", f"/allocations/{consumer}")
-        held = current.get("allocations", {}).get(want.uuid, {}).get("resources", {})
-        if held == used and len(current.get("allocations", {})) <= 1:
-            return
-        placement.call("PUT", f"/allocations/{consumer}", {
-            "allocations": {want.uuid: {"resources": used}} if used else {},
-            "consumer_generation": current.get("consumer_generation"),
-            "project_id": options.project_id, "user_id": options.user_id,
-            "consumer_type": CONSUMER_TYPE,
-        })  # fmt: skip
+        held = _our_consumers(placement, want.uuid)
+        wanted = {consumer_uuid(want.uuid, n): part for n, part in enumerate(parts)}
+        for consumer in sorted(set(held) - set(wanted)):
+            placement.call("DELETE", f"/allocations/{consumer}", ok=(404,))
+        for consumer, part in wanted.items():
+            if held.get(consumer) == part:
+                continue
+            current = placement.call("GET", f"/allocations/{consumer}")
+            placement.call("PUT", f"/allocations/{consumer}", {
+                "allocations": {want.uuid: {"resources": part}},
+                "consumer_generation": current.get("consumer_generation"),
+                "project_id": options.project_id, "user_id": options.user_id,
+                "consumer_type": CONSUMER_TYPE,
+            })  # fmt: skip
 
     _retrying(placement, placement.result, step)
