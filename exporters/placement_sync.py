@@ -264,12 +264,15 @@ def sync(store: Store, api: adapter.Adapter, options: SyncOptions | None = None)
     }
     _ensure_traits(placement, {t for d in desired.values() for t in d.traits})
     for want in desired.values():
+        created = None
         if want.uuid not in existing:
-            placement.call("POST", "/resource_providers", {"uuid": want.uuid, "name": want.name})
+            body = {"uuid": want.uuid, "name": want.name}
+            created = placement.call("POST", "/resource_providers", body)["generation"]
             result.created += 1
-        _retrying(placement, result, lambda w=want: _sync_provider(placement, w))
+        _retrying(placement, result, lambda retry, w=want, g=created: _sync_provider(
+            placement, w, None if retry else g))  # fmt: skip
         if options.mode == "standalone":
-            _sync_consumer(placement, want, options)
+            _sync_consumer(placement, want, options, created is not None)
     if options.remove_missing:
         managed = placement.call("GET", f"/resource_providers?required={MANAGED_TRAIT}")
         for rp in managed["resource_providers"]:
@@ -282,9 +285,10 @@ def sync(store: Store, api: adapter.Adapter, options: SyncOptions | None = None)
 
 
 def _retrying(placement: _Placement, result: SyncResult, step: Any) -> None:
+    """``step(retry)`` until it does not conflict (``retry``: a conflict happened before)."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
-            step()
+            step(attempt > 0)
             return
         except _Conflict as exc:
             if attempt == CONFLICT_RETRIES:
@@ -304,23 +308,31 @@ def _ensure_traits(placement: _Placement, traits: set[str]) -> None:
             placement.call("PUT", f"/traits/{trait}")
 
 
-def _sync_provider(placement: _Placement, want: Desired) -> None:
+def _sync_provider(placement: _Placement, want: Desired, created: int | None = None) -> None:
     """One provider's inventories, traits and aggregates; each read fresh, written if different
-    (a 409 from any write restarts the provider from its reads)."""
+    (a 409 from any write restarts the provider from its reads). ``created``: the generation of
+    a provider just created, known to hold nothing, so nothing is read (half the requests of a
+    first sync); each write answers with the generation the next one needs."""
     base = f"/resource_providers/{want.uuid}"
-    current = placement.call("GET", f"{base}/inventories")
+
+    def read(what: str, empty: Any, generation: int | None) -> dict[str, Any]:
+        if generation is None:
+            return dict(placement.call("GET", f"{base}/{what}"))
+        return {what: empty, "resource_provider_generation": generation}
+
+    current = read("inventories", {}, created)
+    generation = current["resource_provider_generation"]
     if current["inventories"] != want.inventories:
-        placement.call("PUT", f"{base}/inventories", {
-            "resource_provider_generation": current["resource_provider_generation"],
-            "inventories": want.inventories,
-        })  # fmt: skip
-    traits = placement.call("GET", f"{base}/traits")
+        generation = placement.call("PUT", f"{base}/inventories", {
+            "resource_provider_generation": generation, "inventories": want.inventories,
+        })["resource_provider_generation"]  # fmt: skip
+    traits = read("traits", [], None if created is None else generation)
+    generation = traits["resource_provider_generation"]
     if set(traits["traits"]) != want.traits:
-        placement.call("PUT", f"{base}/traits", {
-            "resource_provider_generation": traits["resource_provider_generation"],
-            "traits": sorted(want.traits),
-        })  # fmt: skip
-    aggregates = placement.call("GET", f"{base}/aggregates")
+        generation = placement.call("PUT", f"{base}/traits", {
+            "resource_provider_generation": generation, "traits": sorted(want.traits),
+        })["resource_provider_generation"]  # fmt: skip
+    aggregates = read("aggregates", [], None if created is None else generation)
     if set(aggregates["aggregates"]) != want.aggregates:
         placement.call("PUT", f"{base}/aggregates", {
             "resource_provider_generation": aggregates["resource_provider_generation"],
@@ -335,19 +347,24 @@ def _our_consumers(placement: _Placement, rp_uuid: str) -> dict[str, dict[str, i
     return {c: a.get("resources", {}) for c, a in held.items() if c in ours}
 
 
-def _sync_consumer(placement: _Placement, want: Desired, options: SyncOptions) -> None:
+def _sync_consumer(
+    placement: _Placement, want: Desired, options: SyncOptions, created: bool = False
+) -> None:
+    """The consumers holding the provider's use; for a provider just ``created`` none exist
+    yet (new consumers have no generation), so nothing is read unless a write conflicts."""
     used = {rc: n for rc, n in want.used.items() if rc in want.inventories}
     parts = consumer_parts(used, want.inventories)
 
-    def step() -> None:
-        held = _our_consumers(placement, want.uuid)
+    def step(retry: bool) -> None:
+        known = created and not retry
+        held = {} if known else _our_consumers(placement, want.uuid)
         wanted = {consumer_uuid(want.uuid, n): part for n, part in enumerate(parts)}
         for consumer in sorted(set(held) - set(wanted)):
             placement.call("DELETE", f"/allocations/{consumer}", ok=(404,))
         for consumer, part in wanted.items():
             if held.get(consumer) == part:
                 continue
-            current = placement.call("GET", f"/allocations/{consumer}")
+            current = {} if known else placement.call("GET", f"/allocations/{consumer}")
             placement.call("PUT", f"/allocations/{consumer}", {
                 "allocations": {want.uuid: {"resources": part}},
                 "consumer_generation": current.get("consumer_generation"),
