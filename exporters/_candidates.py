@@ -31,8 +31,9 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import json
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ __all__ = [
     "CandidateIndex",
     "IndexedCandidate",
     "IndexedHost",
-    "candidate_json",
+    "candidates_body",
     "target_generations",
 ]
 
@@ -89,6 +90,13 @@ class IndexedHost:
     limits: dict[str, tuple[int, int, int, int, int]]
     provider_kind: str = "compute_host"
     sharers: tuple[int, ...] = ()
+    #: Per class, Placement's provider summary: ``{"capacity": ..., "used": ...}``.
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: This provider's parts of a ``/v1/candidates`` body already encoded, by target name
+    #: (a host object lives as long as its target's rows are unchanged, so they never go stale).
+    fragments: dict[str, tuple[str, str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def supplies(self, resource_class: str, amount: int) -> bool:
         limit = self.limits.get(resource_class)
@@ -179,6 +187,21 @@ class CandidateIndex:
         that inventory row, then the host (the order of the SQL when no sharing provider takes
         part); the answers of one host and supplier of the first class in a stable order.
         """
+        return list(itertools.islice(self.answers(session, query, targets), query.limit))
+
+    def answers(
+        self,
+        session: Session,
+        query: CandidateQuery,
+        targets: Collection[TargetStatus],
+        *,
+        host_supplies: bool = False,
+    ) -> Iterator[IndexedCandidate]:
+        """Every answer of :meth:`search` in its order, found as they are taken (``limit`` is
+        not applied): a caller that drops some takes more without searching twice.
+
+        ``host_supplies``: only answers in which the host supplies some class (Placement lists
+        an answer made of sharing providers alone once, on its own; see placement_api)."""
         snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
         fresh_target_ids = None if query.include_stale else {t.id for t in targets if not t.stale}
         resource_class, amount = query.resources[0]
@@ -193,15 +216,17 @@ class CandidateIndex:
             self._local_answers(snapshot, query, local, fresh_target_ids)
         ]
         shared_entries = snapshot.sharer_entries.get(resource_class)
-        if shared_entries:
+        if shared_entries and not (host_supplies and len(query.resources) == 1):
             walk = self._walk(shared_entries, amount, most_free)
-            streams.append(self._shared_answers(snapshot, query, walk, fresh_target_ids))
+            streams.append(
+                self._shared_answers(snapshot, query, walk, fresh_target_ids, host_supplies)
+            )
         answers = (
             streams[0]
             if len(streams) == 1
             else heapq.merge(*streams, key=_entry_key, reverse=most_free)
         )
-        return [candidate for _, candidate in itertools.islice(answers, query.limit)]
+        return (candidate for _, candidate in answers)
 
     def sharing_providers(
         self, session: Session, targets: Collection[TargetStatus]
@@ -256,8 +281,10 @@ class CandidateIndex:
         query: CandidateQuery,
         walk: Iterable[_Entry],
         fresh_target_ids: set[int] | None,
+        host_supplies: bool = False,
     ) -> Iterator[tuple[_Entry, IndexedCandidate]]:
-        """Answers in which a sharing provider supplies the first class."""
+        """Answers in which a sharing provider supplies the first class (and the host some
+        other one, with ``host_supplies``)."""
         required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
         hosts, sharers = snapshot.hosts, snapshot.sharers
         descending = query.order == "most_free"
@@ -274,6 +301,8 @@ class CandidateIndex:
                     continue
                 attached = [sharers[pk] for pk in host.sharers]
                 for sources in _combinations(host, (sharer,), attached, rest):
+                    if host_supplies and not any(s is host for s in sources):
+                        continue
                     if _traits_fit(host, sources, required, forbidden):
                         yield (free, row_id, host_pk), IndexedCandidate(host, sources)
 
@@ -460,35 +489,72 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, _Target]:
             traits=frozenset(traits.get(pk, ())), instances=frozenset(instances.get(pk, ())),
             inventories=inventories.get(pk, {}), limits=limits.get(pk, {}), provider_kind=kind,
             sharers=tuple(sorted(attached.get((target_id, host_id), ()))),
+            usage={rc: {"capacity": r["capacity"], "used": r["used"]}
+                   for rc, r in inventories.get(pk, {}).items()},
         )  # fmt: skip
         (sharers if kind == "shared_storage" else hosts)[target_id].append(provider)
     return {t: _target(hosts[t], sharers[t]) for t in target_ids}
 
 
-def candidate_json(
-    candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: TargetStatus
-) -> dict[str, Any]:
-    """One ``/v1/candidates`` answer as plain JSON (the API's ``CandidateOut``): building models
-    for hundreds of candidates would cost more than the search."""
+def candidates_body(
+    found: Iterable[IndexedCandidate],
+    resources: tuple[tuple[str, int], ...],
+    targets: Mapping[int, TargetStatus],
+) -> bytes:
+    """The ``/v1/candidates`` body (``CandidateList``), as Starlette's JSONResponse encodes
+    it. Each provider's unchanging parts (its ids, names and inventories) are encoded once and
+    kept with it: encoding them again for every answer cost more than the search."""
+    parts = []
+    for candidate in found:
+        target = targets[candidate.host.target_id]
+        parts.append(_candidate_text(candidate, resources, target.name, target.stale))
+    return ('{"candidates":[' + ",".join(parts) + "]}").encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _fragments(provider: IndexedHost, target: str) -> tuple[str, str, str]:
+    """``(id, ids, inventories)``: the provider's API id, its id fields encoded (without
+    braces) and its inventories encoded."""
+    cached = provider.fragments.get(target)
+    if cached is None:
+        ref = encode_host_ref(target, provider.host_id)
+        ids = _dumps({
+            "id": ref, "target": target, "host_id": provider.host_id,
+            "hostname": provider.hostname, "parent_id": provider.parent_id,
+            "hv_type": provider.hv_type, "arch": provider.arch,
+        })[1:-1]  # fmt: skip
+        cached = provider.fragments[target] = (ref, ids, _dumps(provider.inventories))
+    return cached
+
+
+def _candidate_text(
+    candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: str, stale: bool
+) -> str:
     host = candidate.host
     requested: dict[str, dict[str, Any]] = {}
-    shared: dict[int, dict[str, Any]] = {}
+    shared: dict[int, tuple[IndexedHost, dict[str, int]]] = {}
     for (resource_class, amount), source in zip(resources, candidate.sources, strict=True):
-        source_id = encode_host_ref(target.name, source.host_id)
         free = source.inventories[resource_class]["free"]
         requested[resource_class] = {
-            "requested": amount, "free": free, "free_after": free - amount, "provider": source_id,
+            "requested": amount, "free": free, "free_after": free - amount,
+            "provider": _fragments(source, target)[0],
         }  # fmt: skip
         if source is not host:
-            entry = shared.setdefault(source.pk, {
-                "id": source_id, "host_id": source.host_id, "hostname": source.hostname,
-                "resources": {}, "inventories": source.inventories,
-            })  # fmt: skip
-            entry["resources"][resource_class] = amount
-    return {
-        "id": encode_host_ref(target.name, host.host_id), "target": target.name,
-        "host_id": host.host_id, "hostname": host.hostname, "parent_id": host.parent_id,
-        "hv_type": host.hv_type, "arch": host.arch, "stale": target.stale,
-        "resources": requested, "inventories": host.inventories,
-        "sharing_providers": list(shared.values()),
-    }  # fmt: skip
+            shared.setdefault(source.pk, (source, {}))[1][resource_class] = amount
+    _, ids, inventories = _fragments(host, target)
+    sharing = []
+    for source, amounts in shared.values():
+        ref, _, source_inventories = _fragments(source, target)
+        sharing.append(
+            "{" + _dumps({"id": ref, "host_id": source.host_id,
+                          "hostname": source.hostname})[1:-1]
+            + ',"resources":' + _dumps(amounts) + ',"inventories":' + source_inventories + "}"
+        )  # fmt: skip
+    return (
+        "{" + ids + ',"stale":' + ("true" if stale else "false") + ',"resources":'
+        + _dumps(requested) + ',"inventories":' + inventories + ',"sharing_providers":['
+        + ",".join(sharing) + "]}"
+    )  # fmt: skip

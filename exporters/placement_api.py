@@ -32,9 +32,11 @@ The model, and why:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +77,7 @@ _KINDS = ("compute_host", "shared_storage")
 _ALL = 100_000
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def provider_uuid(target: str, host_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"provider\x00{target}\x00{host_id}"))
 
@@ -550,22 +553,21 @@ def placement_router(
                 if required or forbidden:
                     _check_traits_exist(session, required | forbidden, fleet, member_of)
                 sharers = candidate_index.sharing_providers(session, targets.values())
-                # Answers made only of a sharing provider's resources are taken out of the
-                # index's and listed on their own, and member_of filters after the search:
-                # either way the index's first ``limit`` answers may not be enough.
-                whole = any(all(s.supplies(rc, n) for rc, n in resources) for s in sharers)
                 query = CandidateQuery(
-                    resources=resources, required=required, forbidden=forbidden,
-                    limit=_ALL if member_of or in_tree or whole else limit,
-                )  # fmt: skip
+                    resources=resources, required=required, forbidden=forbidden, limit=limit
+                )
+                # Answers are taken from the index as they are found, until ``limit`` of them
+                # pass the filters; answers made only of a sharing provider's resources are
+                # listed on their own, after.
                 found = _placement_answers(
-                    candidate_index.search(session, query, targets.values()), sharers, query,
-                    targets,
+                    candidate_index.answers(session, query, targets.values(), host_supplies=True),
+                    sharers, query, targets,
                 )  # fmt: skip
-                requests = _allocation_requests(found, resources, fleet, member_of, in_tree)
-                requests = requests[:limit]
-                involved = {p.pk: p for _, providers in requests for p in providers}
-                traits = _traits_of(session, involved) if version >= (1, 17) else {}
+                requests = list(itertools.islice(
+                    _allocation_requests(found, resources, fleet, member_of, in_tree), limit
+                ))  # fmt: skip
+            involved = {p.pk: p for _, providers in requests for p in providers}
+            traits = {pk: sorted(p.traits) for pk, p in involved.items()}
             return _candidates_body(requests, involved, traits, targets, version)
 
         return answer(request, build)
@@ -574,23 +576,22 @@ def placement_router(
 
 
 def _placement_answers(
-    found: list[IndexedCandidate],
+    found: Iterable[IndexedCandidate],
     sharers: list[IndexedHost],
     query: CandidateQuery,
     targets: dict[int, TargetStatus],
-) -> list[IndexedCandidate]:
+) -> Iterator[IndexedCandidate]:
     """The index's answers as Placement gives them: an answer made only of a sharing
     provider's resources stands on its own (its traits alone count, whichever hosts mount it),
     after the answers that involve a compute host."""
-    out = [c for c in found if any(s is c.host for s in c.sources)]
+    yield from (c for c in found if any(s is c.host for s in c.sources))
     for sharer in sharers:
         if targets[sharer.target_id].stale:
             continue
         if not all(sharer.supplies(rc, amount) for rc, amount in query.resources):
             continue
         if query.required <= sharer.traits and query.forbidden.isdisjoint(sharer.traits):
-            out.append(IndexedCandidate(sharer, (sharer,) * len(query.resources)))
-    return out
+            yield IndexedCandidate(sharer, (sharer,) * len(query.resources))
 
 
 def _parse_uuid(name: str, value: str) -> str:
@@ -646,19 +647,18 @@ def _has(records: dict[str, Any], resources: tuple[tuple[str, int], ...]) -> boo
 
 
 def _allocation_requests(
-    found: list[IndexedCandidate],
+    found: Iterable[IndexedCandidate],
     resources: tuple[tuple[str, int], ...],
     fleet: _Fleet | None,
     member_of: list[tuple[bool, set[str]]],
     in_tree: str | None = None,
-) -> list[tuple[tuple[tuple[int, str, int], ...], tuple[Any, ...]]]:
-    """``[(((provider pk, class, amount), ...), providers)]`` without repeats; providers are the
+) -> Iterator[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]]:
+    """``(((provider pk, class, amount), ...), providers)`` without repeats; providers are the
     index's, the host first (it is in the provider summaries even when it supplies nothing).
 
     ``in_tree``: only answers made of that provider's tree, here the provider alone (Placement
     looks for sharing providers only without ``in_tree``)."""
     seen: set[tuple[tuple[int, str, int], ...]] = set()
-    out = []
     for candidate in found:
         key = tuple(
             (source.pk, resource_class, amount)
@@ -675,9 +675,7 @@ def _allocation_requests(
             if any(fleet.by_pk[p.pk].uuid != in_tree for p in providers):
                 continue
         seen.add(key)
-        unique = tuple({p.pk: p for p in providers}.values())
-        out.append((key, unique))
-    return out
+        yield key, tuple({p.pk: p for p in providers}.values())
 
 
 def _candidates_body(
@@ -706,12 +704,7 @@ def _candidates_body(
         allocation_requests.append(request)
     summaries: dict[str, Any] = {}
     for pk, provider in involved.items():
-        summary: dict[str, Any] = {
-            "resources": {
-                rc: {"capacity": record["capacity"], "used": record["used"]}
-                for rc, record in provider.inventories.items()
-            }
-        }
+        summary: dict[str, Any] = {"resources": provider.usage}
         if version >= (1, 17):
             summary["traits"] = traits.get(pk, [])
         if version >= (1, 29):
