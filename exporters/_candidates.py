@@ -94,7 +94,7 @@ class IndexedHost:
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     #: This provider's parts of a ``/v1/candidates`` body already encoded, by target name
     #: (a host object lives as long as its target's rows are unchanged, so they never go stale).
-    fragments: dict[str, tuple[str, str, str]] = field(
+    fragments: dict[str, tuple[str, str, str, str]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -515,9 +515,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _fragments(provider: IndexedHost, target: str) -> tuple[str, str, str]:
-    """``(id, ids, inventories)``: the provider's API id, its id fields encoded (without
-    braces) and its inventories encoded."""
+def _fragments(provider: IndexedHost, target: str) -> tuple[str, str, str, str]:
+    """``(id, ids, inventories, as_sharer)``: the provider's API id, its id fields encoded
+    (without braces), its inventories encoded, and the id fields it has as a sharing provider
+    of an answer (without braces)."""
     cached = provider.fragments.get(target)
     if cached is None:
         ref = encode_host_ref(target, provider.host_id)
@@ -526,35 +527,40 @@ def _fragments(provider: IndexedHost, target: str) -> tuple[str, str, str]:
             "hostname": provider.hostname, "parent_id": provider.parent_id,
             "hv_type": provider.hv_type, "arch": provider.arch,
         })[1:-1]  # fmt: skip
-        cached = provider.fragments[target] = (ref, ids, _dumps(provider.inventories))
+        as_sharer = _dumps({"id": ref, "host_id": provider.host_id, "hostname": provider.hostname})[
+            1:-1
+        ]
+        cached = (ref, ids, _dumps(provider.inventories), as_sharer)
+        provider.fragments[target] = cached
     return cached
 
 
 def _candidate_text(
     candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: str, stale: bool
 ) -> str:
+    # Resource class names (os-resource-classes or CUSTOM_[A-Z0-9_]+, checked when parsed),
+    # API ids (base64url) and integers need no escaping: written as they are.
     host = candidate.host
-    requested: dict[str, dict[str, Any]] = {}
-    shared: dict[int, tuple[IndexedHost, dict[str, int]]] = {}
+    requested = []
+    shared: dict[int, tuple[IndexedHost, list[str]]] = {}
     for (resource_class, amount), source in zip(resources, candidate.sources, strict=True):
         free = source.inventories[resource_class]["free"]
-        requested[resource_class] = {
-            "requested": amount, "free": free, "free_after": free - amount,
-            "provider": _fragments(source, target)[0],
-        }  # fmt: skip
+        requested.append(
+            f'"{resource_class}":{{"requested":{amount},"free":{free},'
+            f'"free_after":{free - amount},"provider":"{_fragments(source, target)[0]}"}}'
+        )
         if source is not host:
-            shared.setdefault(source.pk, (source, {}))[1][resource_class] = amount
-    _, ids, inventories = _fragments(host, target)
+            shared.setdefault(source.pk, (source, []))[1].append(f'"{resource_class}":{amount}')
+    _, ids, inventories, _ = _fragments(host, target)
     sharing = []
     for source, amounts in shared.values():
-        ref, _, source_inventories = _fragments(source, target)
+        _, _, source_inventories, as_sharer = _fragments(source, target)
         sharing.append(
-            "{" + _dumps({"id": ref, "host_id": source.host_id,
-                          "hostname": source.hostname})[1:-1]
-            + ',"resources":' + _dumps(amounts) + ',"inventories":' + source_inventories + "}"
+            "{" + as_sharer + ',"resources":{' + ",".join(amounts) + '},"inventories":'
+            + source_inventories + "}"
         )  # fmt: skip
     return (
-        "{" + ids + ',"stale":' + ("true" if stale else "false") + ',"resources":'
-        + _dumps(requested) + ',"inventories":' + inventories + ',"sharing_providers":['
+        "{" + ids + ',"stale":' + ("true" if stale else "false") + ',"resources":{'
+        + ",".join(requested) + '},"inventories":' + inventories + ',"sharing_providers":['
         + ",".join(sharing) + "]}"
     )  # fmt: skip
