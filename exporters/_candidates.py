@@ -24,6 +24,12 @@ request: one host, and per requested class the provider that supplies it, the ho
 of its sharing providers, within that provider's free amount and unit limits. Every combination
 is an answer (a host with local DISK_GB and a shared datastore gives two). Required traits are
 looked for on the host and the providers of the answer together, forbidden ones on none of them.
+
+Answers are produced lazily (:meth:`CandidateIndex.answers`), so that a caller filtering them
+further (the ``/placement`` API) stops at its limit instead of computing every answer. The body
+of ``/v1/candidates`` is written from JSON fragments each provider keeps for its lifetime (its ids
+and inventories never change while it is in the index): encoding them for every answer cost more
+than the search itself.
 """
 
 from __future__ import annotations
