@@ -103,6 +103,8 @@ class IndexedHost:
     fragments: dict[str, tuple[str, str, str, str]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: Its ``usage`` and traits as a ``/placement`` provider summary has them, encoded.
+    summary_fragments: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def supplies(self, resource_class: str, amount: int) -> bool:
         limit = self.limits.get(resource_class)

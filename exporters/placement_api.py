@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,7 +44,7 @@ from typing import Any
 import os_resource_classes
 import os_traits
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -330,6 +331,8 @@ def placement_router(
             body = build(version)
         except PlacementError as exc:
             return JSONResponse(_error_body(exc, request_id), exc.status, headers=headers)
+        if isinstance(body, bytes):  # already encoded
+            return Response(body, status, headers=headers, media_type="application/json")
         return JSONResponse(body, status, headers=headers)
 
     def base(request: Request) -> str:
@@ -567,8 +570,7 @@ def placement_router(
                     _allocation_requests(found, resources, fleet, member_of, in_tree), limit
                 ))  # fmt: skip
             involved = {p.pk: p for _, providers in requests for p in providers}
-            traits = {pk: sorted(p.traits) for pk, p in involved.items()}
-            return _candidates_body(requests, involved, traits, targets, version)
+            return _candidates_body(requests, involved, targets, version)
 
         return answer(request, build)
 
@@ -679,36 +681,55 @@ def _allocation_requests(
 
 
 def _candidates_body(
-    requests: list[tuple[tuple[tuple[int, str, int], ...], tuple[Any, ...]]],
-    involved: dict[int, Any],
-    traits: dict[int, list[str]],
+    requests: list[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]],
+    involved: dict[int, IndexedHost],
     targets: dict[int, TargetStatus],
     version: tuple[int, int],
-) -> dict[str, Any]:
+) -> bytes:
+    """The ``/allocation_candidates`` body of ``version``, encoded as Starlette's JSONResponse
+    would. Written as text: provider UUIDs, resource class names (os-resource-classes or
+    CUSTOM_[A-Z0-9_]+, checked when parsed) and integers need no escaping, and each provider's
+    usage and traits are encoded once and kept with it. Building and encoding dicts for a
+    thousand answers cost more than finding them."""
     uuids = {pk: provider_uuid(targets[p.target_id].name, p.host_id) for pk, p in involved.items()}
     allocation_requests = []
     for key, _providers in requests:
-        per_provider: dict[str, dict[str, int]] = {}
+        per_provider: dict[str, list[str]] = {}
         for pk, resource_class, amount in key:
-            per_provider.setdefault(uuids[pk], {})[resource_class] = amount
-        request: dict[str, Any]
+            per_provider.setdefault(uuids[pk], []).append(f'"{resource_class}":{amount}')
         if version >= (1, 12):
-            request = {"allocations": {u: {"resources": r} for u, r in per_provider.items()}}
+            allocations = "{" + ",".join(
+                f'"{u}":{{"resources":{{{",".join(r)}}}}}' for u, r in per_provider.items()
+            ) + "}"  # fmt: skip
         else:
-            request = {"allocations": [
-                {"resource_provider": {"uuid": u}, "resources": r}
+            allocations = "[" + ",".join(
+                f'{{"resource_provider":{{"uuid":"{u}"}},"resources":{{{",".join(r)}}}}}'
                 for u, r in per_provider.items()
-            ]}  # fmt: skip
+            ) + "]"  # fmt: skip
+        text = '{"allocations":' + allocations
         if version >= (1, 34):
-            request["mappings"] = {"": sorted(per_provider)}
-        allocation_requests.append(request)
-    summaries: dict[str, Any] = {}
+            text += ',"mappings":{"":[' + ",".join(f'"{u}"' for u in sorted(per_provider)) + "]}"
+        allocation_requests.append(text + "}")
+    summaries = []
     for pk, provider in involved.items():
-        summary: dict[str, Any] = {"resources": provider.usage}
+        usage, traits = _summary_fragments(provider)
+        summary = f'"{uuids[pk]}":{{"resources":{usage}'
         if version >= (1, 17):
-            summary["traits"] = traits.get(pk, [])
+            summary += ',"traits":' + traits
         if version >= (1, 29):
-            summary["parent_provider_uuid"] = None
-            summary["root_provider_uuid"] = uuids[pk]
-        summaries[uuids[pk]] = summary
-    return {"allocation_requests": allocation_requests, "provider_summaries": summaries}
+            summary += f',"parent_provider_uuid":null,"root_provider_uuid":"{uuids[pk]}"'
+        summaries.append(summary + "}")
+    return (
+        '{"allocation_requests":[' + ",".join(allocation_requests)
+        + '],"provider_summaries":{' + ",".join(summaries) + "}}"
+    ).encode()  # fmt: skip
+
+
+def _summary_fragments(provider: IndexedHost) -> tuple[str, str]:
+    """The provider's usage and traits in a provider summary, encoded (kept with it)."""
+    cached = provider.summary_fragments
+    if not cached:
+        cached["traits"] = json.dumps(sorted(provider.traits), ensure_ascii=False,
+                                      separators=(",", ":"))  # fmt: skip
+        cached["usage"] = json.dumps(provider.usage, separators=(",", ":"))
+    return cached["usage"], cached["traits"]
