@@ -37,7 +37,7 @@ from resmon.contract import units
 from resmon.store import Store
 
 from ._queries import TargetStatus, target_statuses
-from ._tables import ANOMALIES, HOSTS, INVENTORIES, NUMA_CELLS, RUNS, SUPPORTED_INSTANCES
+from ._tables import ANOMALIES, COUNTS, HOSTS, INVENTORIES, NUMA_CELLS, SUPPORTED_INSTANCES
 
 __all__ = ["CONTENT_TYPE", "FORBIDDEN_LABELS", "METRICS", "StoreCollector", "render_metrics"]
 
@@ -86,9 +86,10 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resmon_collector_consecutive_failures": (
         "gauge", "Failed collections of the target since its last success.", _TARGET),
     "resmon_collector_runs_total": (
-        "counter", "Collections of the target in the store's history.", _TARGET),
+        "counter", "Collections of the target ever recorded in the store (pruning old history "
+        "does not lower it).", _TARGET),
     "resmon_collector_errors_total": (
-        "counter", "Failed collections of the target in the store's history, by error kind.",
+        "counter", "Failed collections of the target ever recorded in the store, by error kind.",
         ("collector", "target", "kind")),
     "resmon_target_stale": (
         "gauge", "1 when the target failed its last collection or has not succeeded for "
@@ -260,18 +261,17 @@ def _write_targets(
     targets: list[TargetStatus],
     host_count: dict[int, int],
 ) -> None:
-    runs: dict[int, int] = {
-        target_id: count
-        for target_id, count in session.execute(
-            select(RUNS.c.target_id, func.count()).group_by(RUNS.c.target_id)
+    # Counters kept apart from the history (which retention prunes): they never go down.
+    runs: dict[int, int] = {}
+    errors: list[tuple[int, str, int]] = []
+    for target_id, kind, count in session.execute(
+        select(COUNTS.c.target_id, COUNTS.c.error_kind, COUNTS.c.runs).order_by(
+            COUNTS.c.target_id, COUNTS.c.error_kind
         )
-    }
-    errors = session.execute(
-        select(RUNS.c.target_id, RUNS.c.error_kind, func.count())
-        .where(RUNS.c.status != "success")
-        .group_by(RUNS.c.target_id, RUNS.c.error_kind)
-        .order_by(RUNS.c.target_id, RUNS.c.error_kind)
-    )
+    ):
+        runs[target_id] = runs.get(target_id, 0) + count
+        if kind:  # "" counts the successes
+            errors.append((target_id, kind, count))
     keys = {}
     for t in targets:
         key = keys[t.id] = "{" + label(_TARGET, (t.collector, t.name)) + "} "
@@ -300,9 +300,7 @@ def _write_targets(
         errored = by_id.get(target_id)
         if errored is None:  # a target stored after the targets were read (see _write)
             continue
-        fragment = label(
-            ("collector", "target", "kind"), (errored.collector, errored.name, kind or "unknown")
-        )
+        fragment = label(("collector", "target", "kind"), (errored.collector, errored.name, kind))
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 

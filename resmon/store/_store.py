@@ -179,6 +179,13 @@ def _is_outage(exc: SQLAlchemyError) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def _insert(session: Session, model: type[models.Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of ``model`` in the session's dialect, which has ``on_conflict_do_*``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
 @dataclass(frozen=True)
 class StoreHealth:
     """Whether the database answered the last operation, and the last failure seen."""
@@ -453,10 +460,8 @@ class Store:
         orders the writes of one target: a run id is taken only under it, so a target's hosts
         always point at its newest successful run.
         """
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         session.execute(
-            insert(models.Target)
+            _insert(session, models.Target)
             .values(
                 name=spec.name, collector=spec.collector, url=spec.url,
                 interval_s=spec.interval_s, last_status="never", consecutive_failures=0,
@@ -490,6 +495,7 @@ class Store:
         )
         session.add(run)
         session.flush()
+        self._count(session, target.id, "" if outcome.ok else outcome.error_kind or "unknown")
         target.last_attempt_at = finished
         target.last_duration_s = outcome.duration_s
         target.last_error_kind = outcome.error_kind
@@ -503,6 +509,21 @@ class Store:
         target.consecutive_failures = 0
         self._replace_providers(session, target, run, outcome, finished)
         return run.id
+
+    @staticmethod
+    def _count(session: Session, target_id: int, error_kind: str) -> None:
+        """Add the run to the target's counter of its outcome, created at 1 if missing.
+
+        One statement, ``runs = runs + 1`` on the stored row: replicas recording at once add up.
+        """
+        session.execute(
+            _insert(session, models.CollectionCount)
+            .values(target_id=target_id, error_kind=error_kind, runs=1)
+            .on_conflict_do_update(
+                index_elements=["target_id", "error_kind"],
+                set_={"runs": models.CollectionCount.runs + 1},
+            )
+        )
 
     def _replace_providers(
         self,

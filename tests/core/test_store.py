@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,3 +120,36 @@ def test_revision_is_none_before_migrating_and_the_head_after(tmp_path: Path) ->
         assert s.revision() == migration_head()
     finally:
         s.close()
+
+
+def test_counters_add_up_across_replicas(database_url: str) -> None:
+    """Several stores (as replicas would, each with its own engine) recording the same target's
+    runs at once: every run is counted once, by outcome, in ``collection_counts``."""
+    stores = [Store(database_url) for _ in range(3)]
+    stores[0].upgrade()
+    start = threading.Barrier(len(stores))
+
+    def record(store: Store) -> None:
+        start.wait(timeout=60)
+        for n in range(10):
+            failed = {"error_kind": "timeout", "error_message": "slow"} if n % 2 else {}
+            store.record(SPEC, outcome([] if failed else [fake_report("h1", target="t1")],
+                                       **failed))  # fmt: skip
+
+    threads = [threading.Thread(target=record, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    try:
+        with stores[0].session() as session:
+            counts = set(
+                session.execute(
+                    select(models.CollectionCount.error_kind, models.CollectionCount.runs)
+                )
+            )
+        assert counts == {("", 15), ("timeout", 15)}
+        assert count(stores[0], models.CollectionRun) == 30
+    finally:
+        for store in stores:
+            store.close()
