@@ -7,6 +7,7 @@ from ._retention import Pruned, Retention, prune, start_pruning
 from ._store import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_URL,
+    BoundedReads,
     Store,
     StoreError,
     StoreHealth,
@@ -19,6 +20,7 @@ from ._writer import StoreWriter
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "BoundedReads",
     "DEFAULT_URL",
     "Pruned",
     "Retention",

@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -41,6 +41,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Executable
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
@@ -51,6 +52,7 @@ from . import models
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
+    "BoundedReads",
     "Store",
     "StoreError",
     "StoreHealth",
@@ -316,6 +318,45 @@ class _Guard:
         self._closed.set()
 
 
+class BoundedReads:
+    """A read session whose database calls are each one bounded store operation.
+
+    ``db_seconds`` adds up the time spent in them (waiting for the database and reading its
+    rows), ``longest_call_s`` is the longest one.
+    """
+
+    def __init__(self, session: Session, guard: _Guard) -> None:
+        self._session = session
+        self._guard = guard
+        self.db_seconds = 0.0
+        self.longest_call_s = 0.0
+
+    @contextmanager
+    def call(self) -> Iterator[Session]:
+        """The session, for database calls that are done when the block ends (one statement
+        whose rows are all fetched, e.g. a grouped count)."""
+        start = time.perf_counter()
+        try:
+            with self._guard.operation():
+                yield self._session
+        finally:
+            took = time.perf_counter() - start
+            self.db_seconds += took
+            self.longest_call_s = max(self.longest_call_s, took)
+
+    def stream(self, statement: Executable, chunk_rows: int) -> Iterator[Sequence[Row[Any]]]:
+        """The rows of ``statement``, ``chunk_rows`` at a time: the execute and each fetch are
+        bounded calls, what the caller does with a chunk is not."""
+        with self.call() as session:
+            result = session.execute(statement)
+        while True:
+            with self.call():
+                chunk = result.fetchmany(chunk_rows)
+            if not chunk:
+                return
+            yield chunk
+
+
 class Store:
     """Current state of every provider, collection history, anomalies and the change log.
 
@@ -410,6 +451,14 @@ class Store:
         """A read session (no commit)."""
         with self._guard.operation(), self._sessions() as session:
             yield session
+
+    @contextmanager
+    def reads(self) -> Iterator[BoundedReads]:
+        """A read session for a long read (``/metrics`` of a large fleet) whose every database
+        call, not the whole read, is bounded by ``timeout_s``: the caller's own work between
+        the calls (formatting the rows it streams) never counts against the database's bound."""
+        with self._sessions() as session:
+            yield BoundedReads(session, self._guard)
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
