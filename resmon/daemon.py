@@ -181,7 +181,7 @@ class Daemon:
         )  # fmt: skip
         retention = self.config.retention
         start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
-                      stop=self.stop_event)  # fmt: skip
+                      stop=self.stop_event, exclusive=self._writer.exclusive)  # fmt: skip
         due: list[_Due] = []
         running: dict[str, _Running] = {}
         try:

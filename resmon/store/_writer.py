@@ -4,6 +4,10 @@ The daemon's scheduling thread hands each finished collection over and goes on: 
 is slow or gone never delays the next collection, the API or shutdown. While the database is
 away, a target's newer collection replaces its older one still waiting, so the backlog never
 exceeds one collection per target; each attempt is bounded by the store's own timeout.
+
+The daemon's other writes (pruning old history) go in between two collections through
+:meth:`StoreWriter.exclusive`, so that they reuse the writer's connection instead of opening one
+more alongside it, and never queue for the database's write lock behind it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from resmon.outcome import CollectionOutcome
 
@@ -30,6 +36,7 @@ class StoreWriter:
         self._pending: dict[str, tuple[TargetSpec, CollectionOutcome]] = {}
         self._busy = False
         self._closing = False
+        self._writing = threading.Lock()
         self.dropped = 0  #: collections replaced or abandoned before they could be stored
         self._thread = threading.Thread(target=self._run, name="resmon-store-writer", daemon=True)
         self._thread.start()
@@ -46,6 +53,12 @@ class StoreWriter:
                 )
             self._pending[spec.name] = (spec, outcome)
             self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the writer between two collections while the block writes."""
+        with self._writing:
+            yield
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything submitted is stored (or failed); False if ``timeout_s`` ran
@@ -84,7 +97,8 @@ class StoreWriter:
                 spec, outcome = self._pending.pop(name)
                 self._busy = True
             try:
-                self.store.record(spec, outcome)
+                with self._writing:
+                    self.store.record(spec, outcome)
             except StoreError as exc:
                 log.error("target %s: %s", spec.name, exc)
             except Exception:  # the writer must outlive any one write

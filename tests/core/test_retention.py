@@ -3,11 +3,13 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from exporters._params import encode_host_ref
 from exporters.api import create_app
@@ -15,7 +17,7 @@ from exporters.prometheus import render_metrics
 from resmon.contract import Anomaly
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
-from resmon.store import Retention, Store, TargetSpec, models, prune
+from resmon.store import Pruned, Retention, Store, StoreWriter, TargetSpec, models, prune
 
 OLD = datetime.now(UTC) - timedelta(days=400)  # beyond every default retention
 
@@ -137,3 +139,49 @@ def test_counters_never_go_down_when_history_is_pruned(store: Store) -> None:
     after = _counters(store)
     assert after[("resmon_collector_runs_total", "")] == 8
     assert after[("resmon_collector_errors_total", "timeout")] == 2
+
+
+def test_pruning_waits_for_the_writer_and_shares_its_connection(tmp_path: Path) -> None:
+    """The daemon prunes between two collections: one connection for both, never two writers
+    queueing for the database's lock (and no descriptors opened after start-up)."""
+    store = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
+    store.upgrade()
+    _record(store, "old", 4, started_at=OLD)
+    _record(store, "old", 4, started_at=OLD + timedelta(hours=1))
+    store.engine.dispose()
+    connects: list[object] = []
+    event.listen(store.engine, "connect", lambda *_: connects.append(1))
+    writing, release = threading.Event(), threading.Event()
+    record = store.record
+
+    def slow_record(spec: TargetSpec, outcome: CollectionOutcome) -> int:
+        with store.connection():  # a write in progress holds a connection
+            writing.set()
+            release.wait(timeout=60)
+        return record(spec, outcome)
+
+    writer = StoreWriter(store)
+    try:
+        store.record = slow_record  # type: ignore[method-assign]
+        failed = CollectionOutcome(
+            target="new", collector="fake", started_at=datetime.now(UTC), duration_s=0.1,
+            error_kind="timeout", error_message="slow",
+        )  # fmt: skip
+        writer.submit(TargetSpec("new", "fake", "fake://1", 60.0), failed)
+        assert writing.wait(timeout=60)
+        pruned: list[Pruned] = []
+        pruner = threading.Thread(
+            target=lambda: pruned.append(prune(store, Retention(), exclusive=writer.exclusive))
+        )
+        pruner.start()
+        pruner.join(timeout=0.5)
+        assert not pruned  # waiting for the write in progress
+        release.set()
+        pruner.join(timeout=60)
+        assert writer.flush(timeout_s=60)
+    finally:
+        release.set()
+        writer.close(timeout_s=10)
+    assert pruned[0].counts["collection_runs"] == 1
+    assert len(connects) == 1
+    store.close()
