@@ -33,9 +33,11 @@ Rules applied to every inventory of every report:
   schedulable).
 - ``allocation_ratio`` = the policy's ratio of its class. Classes the policy does not cover
   (PCPU, VGPU, custom ones) keep what the collector reported.
-- A cluster's reservations are the sums of its member hosts' (each host reserved once); its
-  ratios come from the cluster's policy. A cluster without member hosts in the collection gets
-  the cluster policy's reservations.
+- A cluster's reservations are the sums of its member hosts' (each host reserved once), plus
+  what the cluster itself holds beyond its members: where its collector reports a
+  ``hypervisor_reserved`` above the members' sum (vSphere HA failover capacity, resource-pool
+  reservations), the difference is held too. Its ratios come from the cluster's policy. A
+  cluster without member hosts in the collection gets the cluster policy's reservations.
 - A schema 1.0 report has no ``hypervisor_reserved``: its ``reserved`` is taken as what the
   hypervisor holds back, so a 1.0 collector's own reservation is never dropped.
 """
@@ -208,7 +210,11 @@ def _settle(
     else:
         hypervisor_reserved = inv.hypervisor_reserved
     if summed is not None:
-        hypervisor_reserved, operator_reserved, wanted = summed
+        members_held, operator_reserved, members_reserved = summed
+        # What the cluster holds beyond its members (HA failover, resource pools) stays held.
+        beyond = max(hypervisor_reserved - members_held, 0)
+        hypervisor_reserved = members_held + beyond
+        wanted = members_reserved + beyond
     else:
         operator_reserved = covered[1] if covered else 0
         wanted = hypervisor_reserved + operator_reserved

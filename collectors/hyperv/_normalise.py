@@ -385,9 +385,11 @@ def _cpu(
             optional=True,
         ) or sum(threads)  # fmt: skip
     first = processors[0]
+    # Win32_Processor.Manufacturer is the CPUID vendor string ("GenuineIntel", "AuthenticAMD").
+    manufacturer = _str(first.get("Manufacturer"), "Processors[].Manufacturer")
     return Cpu(
         arch=arch,
-        vendor=_str(first.get("Manufacturer"), "Processors[].Manufacturer"),
+        vendor=None if manufacturer is None else vocabulary.canonical_cpu_vendor(manufacturer)[0],
         model=_str(first.get("Name"), "Processors[].Name"),
         sockets=len(processors),
         cores_per_socket=cores[0] if uniform else None,

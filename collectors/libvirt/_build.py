@@ -350,7 +350,7 @@ def normalise_static(
         ]
         cpu = Cpu(
             arch=arch,
-            vendor=caps.vendor,
+            vendor=None if caps.vendor is None else vocabulary.canonical_cpu_vendor(caps.vendor)[0],
             model=caps.model,
             sockets=sockets,
             cores_per_socket=cores,

@@ -50,6 +50,7 @@ _ENVELOPE = re.compile(rb"<(?:[\w-]+:)?Envelope\b.*?</(?:[\w-]+:)?Envelope>", re
 _READ = {
     **PROPERTIES,
     "ClusterComputeResource": PROPERTIES["ComputeResource"] + PROPERTIES["ClusterComputeResource"],
+    "VirtualApp": PROPERTIES["ResourcePool"],
 }
 
 

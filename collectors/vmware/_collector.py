@@ -49,7 +49,7 @@ API_VERSION = "vim.version.version11"
 _SUPPORTED_API_TYPES = {"VirtualCenter", "HostAgent"}
 _VIEW_TYPES = [
     vim.HostSystem, vim.ComputeResource, vim.Datastore, vim.VirtualMachine, vim.Folder,
-    vim.Datacenter,
+    vim.Datacenter, vim.ResourcePool,
 ]  # fmt: skip
 _PC = vmodl.query.PropertyCollector
 
@@ -149,6 +149,7 @@ class VmwareCollector(Collector):
     options_model = VmwareOptions
     capabilities = frozenset(
         {
+            Capability.NUMA,
             Capability.CPU_FEATURES,
             Capability.SUPPORTED_INSTANCES,
             Capability.RUNNING_INSTANCES,

@@ -44,6 +44,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "summary.hardware.memorySize",
         "summary.hardware.cpuModel",
         "summary.hardware.vendor",
+        "hardware.numaInfo",
         "summary.quickStats.overallCpuUsage",
         "summary.quickStats.overallMemoryUsage",
         "config.product.name",
@@ -61,7 +62,21 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "runtime.inQuarantineMode",
         "runtime.powerState",
     ),
-    "ComputeResource": ("name", "parent", "environmentBrowser", "host", "summary.effectiveMemory"),
+    "ComputeResource": (
+        "name",
+        "parent",
+        "environmentBrowser",
+        "host",
+        "summary.effectiveCpu",
+        "summary.effectiveMemory",
+    ),
+    # Resource pools (and vApps, a kind of pool): their reservations hold capacity for their VMs.
+    "ResourcePool": (
+        "name",
+        "parent",
+        "config.cpuAllocation.reservation",
+        "config.memoryAllocation.reservation",
+    ),
     # Only to name the datacenter a host is in: folders link compute resources up to it.
     "Folder": ("parent",),
     "Datacenter": ("name",),
@@ -82,6 +97,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
         "name",
         "runtime.host",
         "runtime.powerState",
+        "resourcePool",
         "summary.config.numCpu",
         "summary.config.memorySizeMB",
         "summary.config.instanceUuid",

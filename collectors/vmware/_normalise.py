@@ -18,8 +18,11 @@ Choices a reader of the reports should know:
   up, with an anomaly; a cluster whose hosts are all down takes their state and an anomaly
   naming them.
 - A ClusterComputeResource is a ``cluster`` provider: totals, hypervisor-held reservations and
-  used are the sums over its hosts, and HA admission control's failover capacity is held too;
-  ``max_unit`` is the largest single up host (a VM lands on one host).
+  used are the sums over its hosts, and HA admission control's failover capacity and the
+  reservations of its resource pools (:func:`pool_reservations`) are held too; ``max_unit`` is
+  the largest single up host (a VM lands on one host). A standalone host holds its own pools'.
+  Both are checked against vSphere's ``effectiveCpu``/``effectiveMemory``
+  (:data:`EFFECTIVE_TOLERANCE`).
 - Every Datastore is a ``shared_storage`` provider with ``DISK_GB`` (a local datastore too, shared
   with one host); hosts carry no DISK_GB, so disk is never counted twice. A host whose mount is
   unmounted or inaccessible (all paths down) is not among its sharers; a datastore in
@@ -27,6 +30,7 @@ Choices a reader of the reports should know:
 - Allocated use (inventory ``used``, ``running_instances``) counts powered-on VMs that are not
   templates; observed use (``observed``: CPU MHz and memory, and ``memory.used_bytes``) comes
   from ``summary.quickStats``.
+- NUMA cells come from ``hardware.numaInfo``, with each node's logical CPUs and memory.
 - Supported instances: the host's architecture (from ``config.product.osType``) × vmware × hvm,
   with the VM hardware versions the EnvironmentBrowser says the host can run as details.
 """
@@ -56,6 +60,7 @@ from resmon.contract import (
     Inventory,
     Location,
     Memory,
+    NumaCell,
     ObservedUsage,
     ProviderKind,
     RunningInstances,
@@ -72,7 +77,6 @@ __all__ = ["host_state", "normalise"]
 
 #: config.product.osType → architecture. ESXi has been 64-bit only since 4.0.
 _OS_TYPE_ARCH = {"vmnix-x86": "x86_64", "vmnix-arm64": "aarch64", "vmnix-aarch64": "aarch64"}
-_CPU_VENDORS = {"cpuid.intel": "Intel", "cpuid.amd": "AMD", "cpuid.hygon": "Hygon"}
 _HOST_CONNECTION_STATES = {
     "disconnected": HostState.DISCONNECTED,
     "notResponding": HostState.NOT_RESPONDING,
@@ -243,6 +247,45 @@ def system_reservations(props: _Props) -> tuple[int, int]:
     return mhz, mb
 
 
+def numa_cells(props: _Props) -> list[NumaCell]:
+    """``hardware.numaInfo`` (HostNumaInfo): one cell per ``numaNode``, its ``typeId`` the cell
+    id, its ``cpuID`` the logical CPUs, its memory ``memorySize`` (API 8.0 and later; the
+    collector speaks 6.5, a capture may be newer) or else ``memoryRangeLength`` (the node's one
+    memory range). ESXi does not report free memory per node."""
+    info = props.obj.props.get("hardware.numaInfo")
+    if info is None:
+        return []
+    where = f"{props.obj.type} {props.obj.moref}: hardware.numaInfo"
+    if not isinstance(info, Mapping) or not isinstance(info.get("numaNode", []), list):
+        raise InvalidNativeData(f"{where} is not a HostNumaInfo")
+    cells = []
+    for i, node in enumerate(info.get("numaNode", [])):
+        if not isinstance(node, Mapping):
+            raise InvalidNativeData(f"{where}.numaNode[{i}] is not an object")
+        memory = node.get("memorySize", node.get("memoryRangeLength"))
+        cpus = node.get("cpuID", [])
+        node_id = node.get("typeId")
+        if (
+            not _is_count(node_id)
+            or not isinstance(cpus, list)
+            or not all(_is_count(c) for c in cpus)
+            or (memory is not None and not _is_count(memory, units.MAX_BYTES))
+        ):
+            raise InvalidNativeData(
+                f"{where}.numaNode[{i}]: typeId, cpuID[] and memory sizes must be "
+                f"non-negative integers ({dict(node)!r:.200})"
+            )
+        cells.append(NumaCell(cell_id=node_id, cpus=sorted(cpus), memory_bytes=memory))
+    ids = [c.cell_id for c in cells]
+    if len(ids) != len(set(ids)):
+        raise InvalidNativeData(f"{where}: node ids repeat: {ids}")
+    return sorted(cells, key=lambda c: c.cell_id)
+
+
+def _is_count(value: object, limit: int = units.MAX_COUNT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+
+
 def _timestamp(props: _Props, path: str) -> datetime | None:
     text = props.text(path)
     if text is None:
@@ -351,6 +394,12 @@ def _vmx_order(key: str) -> tuple[int, str]:
 class _HostResult:
     report: HostReport
     up: bool
+    #: MHz of one core, the cores' MHz together, and what the system resource pools reserve.
+    cpu_mhz: int = 0
+    capacity_mhz: int = 0
+    held_mhz: int = 0
+    memory_mib: int = 0
+    held_mb: int = 0
 
 
 def _host_report(
@@ -407,8 +456,11 @@ def _host_report(
         masked = list(features)
     vendor = None
     for f in props.dicts("config.featureCapability"):
-        if f.get("value") == "1" and f.get("key") in _CPU_VENDORS:
-            vendor = _CPU_VENDORS[str(f.get("key"))]
+        # The vendor is a capability of its own: cpuid.intel, cpuid.amd, cpuid.hygon = 1.
+        key = str(f.get("key", ""))
+        if f.get("value") == "1" and key.startswith("cpuid."):
+            name, known = vocabulary.canonical_cpu_vendor(key.removeprefix("cpuid."))
+            vendor = name if known else vendor
     if threads and cores and threads > cores:
         features.append("ht")
         masked.append("ht")
@@ -496,6 +548,7 @@ def _host_report(
         hypervisor=hypervisor,
         cpu=cpu,
         memory=memory,
+        numa_cells=numa_cells(props),
         inventories=inventories,
         traits=traits,
         supported_instances=[
@@ -511,7 +564,15 @@ def _host_report(
         collector=collector,
         anomalies=anomalies,
     )
-    return _HostResult(report, up)
+    return _HostResult(
+        report,
+        up,
+        cpu_mhz=cpu_mhz or 0,
+        capacity_mhz=(cores or 0) * (cpu_mhz or 0),
+        held_mhz=held_mhz,
+        memory_mib=units.bytes_to_mib_floor(memory_bytes or 0),
+        held_mb=held_mb,
+    )
 
 
 def _sum_inventory(resource_class: str, members: list[_HostResult]) -> Inventory | None:
@@ -569,33 +630,132 @@ def _cluster_cpu_traits(
     return traits, anomalies
 
 
-#: How far the memory resmon offers for VMs may exceed vSphere's own figure before it is flagged.
-_EFFECTIVE_SLACK = 0.10
+#: How far what resmon offers for VMs may differ from vSphere's own figure (either way, as a
+#: share of resmon's figure) before an anomaly says so. ESXi keeps some memory and CPU for the
+#: VMkernel outside its system resource pools, so vSphere's figure is usually a few percent
+#: lower; a tenth apart means a reservation one side reads and the other does not.
+EFFECTIVE_TOLERANCE = 0.10
 
 
-def _effective_memory_check(cluster: _Props, members: list[_HostResult]) -> list[Anomaly]:
-    """Cross-check with ``summary.effectiveMemory``, which vSphere documents as the memory (MB)
-    of the running hosts left to run virtual machines: offering much more than it means a
-    reservation resmon does not see."""
-    effective = cluster.integer("summary.effectiveMemory", limit=units.MAX_BYTES // units.MIB)
-    if effective is None:
-        return []
-    offered = 0
-    for member in members:
-        inv = member.report.inventory("MEMORY_MB")
-        if member.up and inv is not None:
-            offered += inv.total - inv.hypervisor_reserved
-    if offered <= effective * (1 + _EFFECTIVE_SLACK):
-        return []
-    return [
-        Anomaly.of(
-            "vmware.effective_memory",
-            "inventories[MEMORY_MB]",
-            f"up hosts offer {offered} MiB for VMs, vSphere's effectiveMemory is {effective} MB: "
-            "more is held back than resmon reads",
-            effective,
+def _effective_checks(compute: _Props, members: list[_HostResult]) -> list[Anomaly]:
+    """Cross-check with ``summary.effectiveCpu`` (MHz) and ``effectiveMemory`` (MB) of the
+    compute resource, which vSphere documents as the resources of its running hosts left to run
+    virtual machines: what the root resource pool holds (pools and HA inside it are not yet
+    subtracted). resmon's side: the up hosts' CPU capacity (cores × MHz, hyperthreads add
+    none) and memory, less their system resource pools."""
+    up = [m for m in members if m.up]
+    if not up:
+        return []  # vSphere counts no host either; the state already says why
+    checks = (
+        ("cpu", "effectiveCpu", "VCPU", "MHz", sum(m.capacity_mhz - m.held_mhz for m in up)),
+        ("memory", "effectiveMemory", "MEMORY_MB", "MB", sum(m.memory_mib - m.held_mb for m in up)),
+    )
+    anomalies = []
+    for kind, prop, resource_class, unit, offered in checks:
+        effective = compute.integer(f"summary.{prop}", limit=units.MAX_BYTES // units.MIB)
+        if effective is None or abs(offered - effective) <= EFFECTIVE_TOLERANCE * offered:
+            continue
+        why = (
+            "more is held back than resmon reads"
+            if offered > effective
+            else "resmon holds back more than vSphere does"
         )
-    ]
+        anomalies.append(
+            Anomaly.of(
+                f"vmware.effective_{kind}",
+                f"inventories[{resource_class}]",
+                f"up hosts offer {offered} {unit} for VMs after their system reservations, "
+                f"vSphere's {prop} is {effective} {unit}: {why}",
+                effective,
+            )
+        )
+    return anomalies
+
+
+@dataclass
+class _PoolHold:
+    """What the resource pools of one compute resource hold for their own VMs."""
+
+    cpu_mhz: int = 0
+    memory_mb: int = 0
+    vcpus_inside: int = 0
+    memory_mib_inside: int = 0
+
+
+def pool_reservations(inventory: NativeInventory, computes: set[str]) -> dict[str, list[_PoolHold]]:
+    """Per compute resource, what each pool just below its root resource pool holds back.
+
+    A pool's ``config.*Allocation.reservation`` (MHz, MB) is "guaranteed available to a
+    resource pool": vSphere admission control keeps it for the pool whether or not its VMs use
+    it, so VMs outside the pool cannot be started against it. A pool with an
+    ``expandableReservation`` may reserve more than its own figure by borrowing from its parent
+    for its children, so a subtree holds the larger of its own reservation and its children's
+    together (for a fixed reservation, admission control keeps the children's within the
+    pool's own, so that is the pool's figure: the flag itself need not be read). The root
+    resource pool (its parent is the compute resource) is the whole compute resource and is not
+    a reservation. The powered-on VMs inside a pool are counted in the hosts' ``used`` already:
+    the pool holds back only what its reservation has beyond them.
+    """
+    pools = {p.moref: p for p in inventory.of_type("ResourcePool", "VirtualApp")}
+    parent = {m: _Props(p).text("parent") for m, p in pools.items()}
+    children: dict[str, list[str]] = defaultdict(list)
+    for moref, up in parent.items():
+        if up is not None:
+            children[up].append(moref)
+    roots = {m for m, up in parent.items() if up in computes}
+
+    def held(moref: str, allocation: str, seen: frozenset[str]) -> int:
+        if moref in seen:
+            raise InvalidNativeData(f"resource pool {moref} is its own ancestor")
+        path = f"config.{allocation}.reservation"
+        own = _Props(pools[moref]).integer(path, limit=units.MAX_BYTES) or 0
+        below = sum(held(c, allocation, seen | {moref}) for c in children.get(moref, []))
+        return max(own, below)
+
+    top: dict[str, tuple[str, _PoolHold]] = {}  # pool moref → (compute, its hold)
+    for root in roots:
+        compute = parent[root]
+        assert compute is not None
+        for pool in children.get(root, []):
+            top[pool] = (
+                compute,
+                _PoolHold(
+                    cpu_mhz=held(pool, "cpuAllocation", frozenset()),
+                    memory_mb=held(pool, "memoryAllocation", frozenset()),
+                ),
+            )
+    for vm in inventory.of_type("VirtualMachine"):
+        props = _Props(vm)
+        if props.text("runtime.powerState") != "poweredOn" or props.flag("summary.config.template"):
+            continue
+        node = props.text("resourcePool")
+        for _ in range(len(pools) + 1):  # up to the pool below the root, if any
+            if node is None or node in top or node not in pools:
+                break
+            node = parent[node]
+        if node in top:
+            hold = top[node][1]
+            hold.vcpus_inside += props.integer("summary.config.numCpu") or 0
+            hold.memory_mib_inside += (
+                props.integer("summary.config.memorySizeMB", limit=units.MAX_BYTES // units.MIB)
+                or 0
+            )
+    found: dict[str, list[_PoolHold]] = defaultdict(list)
+    for compute, hold in top.values():
+        found[compute].append(hold)
+    return found
+
+
+def _pools_held(holds: list[_PoolHold], resource_class: str, members: list[_HostResult]) -> int:
+    """What the pools hold beyond their VMs' allocations, in ``resource_class`` units: MiB, or
+    logical CPUs of the slowest up host's MHz (rounded up, as for the system pools), each vCPU
+    of a VM inside taking one of them."""
+    if resource_class == "MEMORY_MB":
+        return sum(max(h.memory_mb - h.memory_mib_inside, 0) for h in holds)
+    mhz = min((m.cpu_mhz for m in members if m.up and m.cpu_mhz), default=0)
+    if not mhz:
+        return 0
+    return sum(max(-(-h.cpu_mhz // mhz) - h.vcpus_inside, 0) for h in holds)
 
 
 def _failover_reserve(
@@ -643,6 +803,7 @@ def _cluster_report(
     *,
     target: str,
     datacenter: str | None,
+    pools: list[_PoolHold],
     collected_at: datetime,
     collector: CollectorInfo,
 ) -> HostReport:
@@ -655,10 +816,11 @@ def _cluster_report(
         )
         if inv is not None
     ]
-    anomalies = _effective_memory_check(_Props(cluster), members)
+    anomalies = _effective_checks(_Props(cluster), members)
     for inv in inventories:
         failover = _failover_reserve(_Props(cluster), inv.resource_class, inv.total, by_moref)
-        inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover, inv.total)
+        in_pools = _pools_held(pools, inv.resource_class, members)
+        inv.hypervisor_reserved = min(inv.hypervisor_reserved + failover + in_pools, inv.total)
     totals = [m.report.memory for m in members if m.report.memory is not None]
     used = [m.used_bytes for m in totals if m.used_bytes is not None]
     memory = None
@@ -844,6 +1006,7 @@ def normalise(
         )
 
     reports = [r.report for r in results.values()]
+    pools = pool_reservations(inventory, computes)
     for moref, cluster in clusters.items():
         members = {h: results[h] for h, c in compute_of_host.items() if c == moref}
         reports.append(
@@ -852,10 +1015,22 @@ def normalise(
                 members,
                 target=target,
                 datacenter=datacenters.get(moref),
+                pools=pools.get(moref, []),
                 collected_at=collected_at,
                 collector=collector,
             )
         )
+    for compute in inventory.of_type("ComputeResource"):
+        # A standalone host (or an ESXi host on its own): its compute resource's pools and
+        # effective figures are the host's.
+        alone = [results[h] for h, c in compute_of_host.items() if c == compute.moref]
+        if len(alone) != 1:
+            continue
+        member = alone[0]
+        member.report.anomalies += _effective_checks(_Props(compute), [member])
+        for inv in member.report.inventories:
+            in_pools = _pools_held(pools.get(compute.moref, []), inv.resource_class, [member])
+            inv.hypervisor_reserved = min(inv.hypervisor_reserved + in_pools, inv.total)
     listed_by: dict[str, set[str]] = defaultdict(set)
     for host in hosts:
         for ds in _Props(host).items("datastore"):

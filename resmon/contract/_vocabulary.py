@@ -15,11 +15,13 @@ import os_traits
 __all__ = [
     "ARCHITECTURES",
     "CPU_FEATURE_TRAITS",
+    "CPU_VENDORS",
     "HV_TYPES",
     "VM_MODES",
     "WINDOWS_ARCHITECTURE_CODES",
     "arch_trait",
     "canonical_arch",
+    "canonical_cpu_vendor",
     "canonical_hv_type",
     "canonical_vm_mode",
     "cpu_feature_traits",
@@ -72,6 +74,20 @@ WINDOWS_ARCHITECTURE_CODES: dict[int, str] = {
     6: "ia64",
     9: "x86_64",
     12: "aarch64",
+}
+
+#: CPU vendor names as libvirt's CPU map spells them (``cpu_map/x86_vendors.xml``: the name each
+#: CPUID vendor string stands for), keyed by every spelling a hypervisor reports: the CPUID
+#: vendor string itself (Windows' ``Win32_Processor.Manufacturer``, ``/proc/cpuinfo``'s
+#: ``vendor_id``), the name (libvirt), and vSphere's ``cpuid.<vendor>`` feature key without its
+#: prefix. Keys are lower case. The one table: add spellings here.
+CPU_VENDORS: dict[str, str] = {
+    "genuineintel": "Intel",
+    "intel": "Intel",
+    "authenticamd": "AMD",
+    "amd": "AMD",
+    "hygongenuine": "Hygon",
+    "hygon": "Hygon",
 }
 
 HV_TYPES: frozenset[str] = frozenset(
@@ -271,6 +287,14 @@ def windows_arch(code: object) -> tuple[str, bool]:
     if name is None:
         return f"win32-arch-{number}", False
     return name, True
+
+
+def canonical_cpu_vendor(value: object) -> tuple[str, bool]:
+    """The vendor name for a CPUID vendor string or a vendor name (``GenuineIntel`` → ``Intel``);
+    an unknown vendor (an Arm licensee's name, say) is returned stripped, as given."""
+    raw = str(value).strip()
+    name = CPU_VENDORS.get(raw.lower())
+    return (name, True) if name else (raw, False)
 
 
 def canonical_hv_type(value: object) -> tuple[str, bool]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import resmon.contract
 from resmon.contract import (
     CONTRACT_VERSION,
@@ -55,6 +57,21 @@ def test_vocabulary_aliases_follow_nova() -> None:
     assert vocabulary.windows_arch("12") == ("aarch64", True)
     assert vocabulary.windows_arch(0) == ("i686", True)
     assert vocabulary.windows_arch(77) == ("win32-arch-77", False)
+
+
+@pytest.mark.parametrize(
+    ("raw", "vendor", "known"),
+    [
+        ("GenuineIntel", "Intel", True),  # Win32_Processor.Manufacturer, /proc/cpuinfo vendor_id
+        ("AuthenticAMD", "AMD", True),
+        ("HygonGenuine", "Hygon", True),
+        ("Intel", "Intel", True),  # libvirt's <vendor>
+        ("amd", "AMD", True),  # vSphere's cpuid.amd capability key
+        (" Qualcomm Technologies Inc ", "Qualcomm Technologies Inc", False),
+    ],
+)
+def test_cpu_vendors_map_through_one_table(raw: str, vendor: str, known: bool) -> None:
+    assert vocabulary.canonical_cpu_vendor(raw) == (vendor, known)
 
 
 def test_cpu_features_map_through_one_table() -> None:

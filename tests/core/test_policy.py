@@ -94,20 +94,26 @@ def test_a_provider_not_up_is_fully_reserved_without_an_anomaly() -> None:
     assert anomalies == {}
 
 
+def cluster_of(member: HostReport, *inventories: Inventory) -> HostReport:
+    """Cluster "c", the parent of ``member``, with these inventories."""
+    return HostReport(
+        provider_kind=ProviderKind.CLUSTER,
+        identity={"host_id": "c", "target": "fake"},
+        inventories=list(inventories),
+        collected_at=member.collected_at,
+        collector=member.collector,
+    )
+
+
 def test_a_cluster_reserves_what_its_hosts_reserve() -> None:
     up = fake_report("h1", vcpus=8, memory_mib=4096, parent_id="c")
     down = fake_report("h2", vcpus=8, memory_mib=4096, parent_id="c")
     down.state = HostState.MAINTENANCE
     inventory(up, "MEMORY_MB").hypervisor_reserved = 100
-    cluster = HostReport(
-        provider_kind=ProviderKind.CLUSTER,
-        identity={"host_id": "c", "target": "fake"},
-        inventories=[
-            Inventory(resource_class="VCPU", total=16, max_unit=8),
-            Inventory(resource_class="MEMORY_MB", total=8192, hypervisor_reserved=100),
-        ],
-        collected_at=up.collected_at,
-        collector=up.collector,
+    cluster = cluster_of(
+        up,
+        Inventory(resource_class="VCPU", total=16, max_unit=8),
+        Inventory(resource_class="MEMORY_MB", total=8192, hypervisor_reserved=100),
     )
     policy = resolve_policy(table(cluster={"cpu_allocation_ratio": 2.0}), None)
     settled, _ = apply_policy([cluster, up, down], policy)
@@ -117,6 +123,24 @@ def test_a_cluster_reserves_what_its_hosts_reserve() -> None:
     vcpu = inventory(settled[0], "VCPU")
     assert vcpu.allocation_ratio == 2.0 and vcpu.reserved == 8
     assert inventory(settled[1], "VCPU").allocation_ratio == 4.0, "hosts keep their own policy"
+
+
+def test_a_cluster_keeps_what_it_holds_beyond_its_hosts() -> None:
+    """vSphere HA failover capacity and resource-pool reservations are the cluster's own: the
+    collector reports them in the cluster's hypervisor_reserved, above its members' sum."""
+    host = fake_report("h1", vcpus=8, memory_mib=4096, parent_id="c")
+    inventory(host, "MEMORY_MB").hypervisor_reserved = 100
+    cluster = cluster_of(
+        host,
+        Inventory(resource_class="VCPU", total=8, hypervisor_reserved=2),
+        Inventory(resource_class="MEMORY_MB", total=4096, hypervisor_reserved=100 + 1024),
+    )
+    settled, anomalies = apply_policy([cluster, host], TargetPolicy.defaults())
+    memory, vcpu = inventory(settled[0], "MEMORY_MB"), inventory(settled[0], "VCPU")
+    assert (memory.hypervisor_reserved, memory.operator_reserved) == (1124, 512)
+    assert memory.reserved == 1124 + 512
+    assert (vcpu.hypervisor_reserved, vcpu.reserved) == (2, 2), "Nova reserves no CPUs"
+    assert anomalies == {}
 
 
 def test_a_schema_1_0_report_keeps_its_reservation_as_hypervisor_held(tmp_path: Path) -> None:

@@ -284,6 +284,7 @@ def golden_esxi_flags(variant: Variant) -> list[str]:
         f"-host-memory-mb={host['summary.hardware.memorySize'] // MIB}",
         f"-host-cpuid={','.join(cpuid)}",
         f"-host-maintenance={str(host['runtime.inMaintenanceMode']).lower()}",
+        f"-host-numa-nodes={host['hardware.numaInfo']['numNodes']}",
         "-guests="
         + ";".join(
             f"{g['name']},{g['summary.config.instanceUuid']},{g['summary.config.numCpu']},"

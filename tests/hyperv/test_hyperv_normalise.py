@@ -71,7 +71,8 @@ def test_server2022_two_sockets_field_by_field() -> None:
     assert (hv.version_major, hv.version_minor, hv.version_patch) == (10, 0, 20348)
     cpu = r.cpu
     assert cpu is not None
-    assert cpu.arch == "x86_64" and cpu.vendor == "GenuineIntel"
+    # Manufacturer "GenuineIntel" is the CPUID vendor string: named as libvirt and vSphere do.
+    assert cpu.arch == "x86_64" and cpu.vendor == "Intel"
     assert cpu.model == "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"
     assert (cpu.sockets, cpu.cores_per_socket, cpu.threads_per_core) == (2, 32, 2)
     assert (cpu.total_cpus, cpu.online_cpus, cpu.cpu_mhz) == (128, 128, 1995)
@@ -234,6 +235,7 @@ def test_server2025_numa_spanning_disabled() -> None:
     r = report("server2025_numa_off")
     assert NUMA_SPANNING_DISABLED_TRAIT in r.traits
     assert r.cpu is not None and r.cpu.online_cpus == 384  # six processor groups of 64
+    assert r.cpu.vendor == "AMD"  # Manufacturer "AuthenticAMD"
     # A memory-only node (CXL) holds memory and no processors.
     assert [(c.cell_id, len(c.cpus)) for c in r.numa_cells] == [(0, 192), (1, 192), (2, 0)]
     assert r.numa_cells[2].memory_bytes == 262144 * MIB

@@ -97,6 +97,17 @@ def test_every_emitted_anomaly_code_is_explained_and_no_other() -> None:
     assert unknown == set(), "docs/operators.md explains codes nothing emits"
 
 
+def test_each_anomaly_code_is_explained_once() -> None:
+    section = OPERATORS.read_text().split("## Anomaly codes", 1)[1]
+    rows = [
+        code
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for code in re.findall(r"`([^`]+)`", line.split("|")[1])
+    ]
+    assert sorted(c for c in set(rows) if rows.count(c) > 1) == [], "rows that repeat a code"
+
+
 def test_every_alert_is_documented() -> None:
     alerts = yaml.safe_load((REPO_ROOT / "contrib" / "prometheus" / "alerts.yml").read_text())
     names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}

@@ -40,6 +40,10 @@ def test_pyvmomi_cassettes_normalise_like_a_collection(corpus: Path) -> None:
     assert memory is not None and (memory.total, memory.hypervisor_reserved) == (16382, 2660)
     assert vcpu is not None and (vcpu.total, vcpu.hypervisor_reserved) == (8, 2)
     assert "HW_CPU_X86_AVX512F" in host.traits
+    # hardware.numaInfo, read from the Fetch of host-14's hardware.
+    assert [(c.cell_id, len(c.cpus), c.memory_bytes) for c in host.numa_cells] == [
+        (0, 8, 17177128960)
+    ]
     disk = ds.inventory("DISK_GB")
     assert disk is not None and (disk.total, disk.used) == (359, 22)
     assert ds.shared_with == [host.identity.host_id]

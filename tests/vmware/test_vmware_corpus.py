@@ -89,6 +89,24 @@ def leaf(answers: dict[str, Element], path: str) -> Any:
         ]
     if path == "config.systemResources":  # HostSystemResourceInfo, as to_plain() gives it
         return resource_tree(element)
+    if path == "hardware.numaInfo":  # HostNumaInfo, as to_plain() gives it
+        return {
+            "type": element.findtext(f"{NS}type"),
+            "numNodes": int(element.findtext(f"{NS}numNodes") or ""),
+            "numaNode": [
+                {
+                    "typeId": int(node.findtext(f"{NS}typeId") or ""),
+                    "cpuID": [int(c.text or "") for c in node.findall(f"{NS}cpuID")],
+                    **{
+                        child.tag.removeprefix(NS): int(child.text or "")
+                        for child in node
+                        if child.tag.removeprefix(NS)
+                        in ("memoryRangeBegin", "memoryRangeLength", "memorySize")
+                    },
+                }
+                for node in element.findall(f"{NS}numaNode")
+            ],
+        }
     if path == "host":  # DatastoreHostMount[]
         mounts = []
         for mount in element.findall(f"{NS}DatastoreHostMount"):
@@ -230,6 +248,16 @@ def test_real_host_numbers(reports: list[HostReport]) -> None:
     assert host.location is not None and host.location.cluster == "cluster-a"
 
 
+def test_real_host_numa_topology(reports: list[HostReport]) -> None:
+    """hardware.numaInfo: one NUMA node (typeId 0) of logical CPUs 7…0 and 17177128960 bytes
+    (memorySize = memoryRangeLength), 1.6 MB less than the host's memorySize."""
+    host = next(r for r in reports if r.provider_kind is ProviderKind.COMPUTE_HOST)
+    assert [(c.cell_id, c.cpus, c.memory_bytes) for c in host.numa_cells] == [
+        (0, [0, 1, 2, 3, 4, 5, 6, 7], 17177128960)
+    ]
+    assert host.numa_cells[0].free_memory_bytes is None  # ESXi reports none per node
+
+
 def test_real_host_system_reservations(reports: list[HostReport]) -> None:
     """config.systemResources: host/system reserves 2660 MB and 200 MHz, host/vim 2374 MHz
     (host/iofilters and host/opt 0 at their own level; host/user is where VMs run)."""
@@ -308,6 +336,9 @@ def test_maintenance_mode_on_real_host(inventory: Inventory) -> None:
         ("summary.hardware.numCpuThreads", True),
         ("runtime.inMaintenanceMode", "no"),
         ("config.featureCapability", "cpuid.avx"),
+        ("hardware.numaInfo", "NUMA"),
+        ("hardware.numaInfo", {"numaNode": [{"typeId": 0, "cpuID": ["0"]}]}),
+        ("hardware.numaInfo", {"numaNode": [{"typeId": 0}, {"typeId": 0}]}),
     ],
 )
 def test_bad_native_values_are_invalid_native_data(
@@ -397,19 +428,23 @@ def test_cluster_of_down_hosts_says_why(inventory: Inventory) -> None:
 
 
 def _cluster_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> HostReport:
+    reports = _reports_with(inventory, *hosts, **props)
+    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+
+
+def _reports_with(inventory: Inventory, *hosts: NativeObject, **props: object) -> list[HostReport]:
     base = [o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")]
     cluster = NativeObject(
         "ClusterComputeResource",
         "domain-c9",
         {"name": "cluster-a", "host": [h.moref for h in hosts], **props},
     )
-    reports = normalise(
+    return normalise(
         Inventory(about={}, objects=[*base, *hosts, cluster]),
         target="vcenter",
         collector=CollectorInfo(name="vmware", version="test"),
         collected_at=datetime(2023, 12, 14, tzinfo=UTC),
     )
-    return next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
 
 
 def _sibling(
@@ -488,6 +523,14 @@ def test_ha_admission_control_holds_failover_capacity(
     vcpu, memory = cluster.inventory("VCPU"), cluster.inventory("MEMORY_MB")
     assert vcpu is not None and vcpu.hypervisor_reserved == vcpu_held
     assert memory is not None and memory.hypervisor_reserved == memory_held
+    # What resmon stores keeps it, next to the member host's own reservations.
+    stored, _ = apply_policy(
+        _reports_with(inventory, host, **{"configuration.dasConfig": das}),
+        TargetPolicy.defaults(),
+    )
+    stored_cluster = next(r for r in stored if r.provider_kind is ProviderKind.CLUSTER)
+    stored_memory = stored_cluster.inventory("MEMORY_MB")
+    assert stored_memory is not None and stored_memory.hypervisor_reserved == memory_held
     # Admission control off: only ESXi's own reservations.
     das["admissionControlEnabled"] = False
     cluster = _cluster_with(inventory, host, **{"configuration.dasConfig": das})
@@ -503,3 +546,172 @@ def test_effective_memory_cross_check(inventory: Inventory, effective: int, flag
     cluster = _cluster_with(inventory, host, **{"summary.effectiveMemory": effective})
     codes = [a.code for a in cluster.anomalies]
     assert codes == (["vmware.effective_memory"] if flagged else [])
+
+
+@pytest.mark.parametrize(
+    ("effective_cpu", "effective_memory", "codes"),
+    [
+        # 8 cores × 1995 MHz = 15960 MHz less ESXi's 2574 leaves 13386 MHz; 16382 MiB less
+        # 2660 leaves 13722 MiB. vSphere's figures may differ from those by a tenth.
+        (12500, 13000, []),
+        (9000, 13000, ["vmware.effective_cpu"]),  # vSphere holds back more than resmon reads
+        (15960, 16382, ["vmware.effective_cpu", "vmware.effective_memory"]),  # the other way
+    ],
+)
+def test_effective_cpu_and_memory_cross_check(
+    inventory: Inventory, effective_cpu: int, effective_memory: int, codes: list[str]
+) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    cluster = _cluster_with(
+        inventory,
+        host,
+        **{"summary.effectiveCpu": effective_cpu, "summary.effectiveMemory": effective_memory},
+    )
+    assert [a.code for a in cluster.anomalies] == codes
+    if codes:
+        assert "after their system reservations" in cluster.anomalies[0].message
+
+
+def _pool(moref: str, parent: str, cpu_mhz: int, memory_mb: int) -> NativeObject:
+    """A ResourcePool as a PropertyCollector pass reads it (ResourceAllocationInfo: reservation
+    in MHz and MB). Only a pool with an expandable reservation may have children that reserve
+    more than it does (vSphere refuses it otherwise), so the reservations alone tell."""
+    return NativeObject(
+        "ResourcePool",
+        moref,
+        {
+            "name": moref,
+            "parent": parent,
+            "config.cpuAllocation.reservation": cpu_mhz,
+            "config.memoryAllocation.reservation": memory_mb,
+        },
+    )
+
+
+#: The cluster's root resource pool: its reservation is the cluster's whole capacity, never a
+#: reservation of its own (vSphere sets it; resmon skips it).
+_ROOT_POOL = _pool("resgroup-8", "domain-c9", 13386, 13722)
+
+
+def _held(reports: list[HostReport], kind: ProviderKind) -> tuple[int, int]:
+    report = next(r for r in reports if r.provider_kind is kind)
+    vcpu, memory = report.inventory("VCPU"), report.inventory("MEMORY_MB")
+    assert vcpu is not None and memory is not None
+    return vcpu.hypervisor_reserved, memory.hypervisor_reserved
+
+
+@pytest.mark.parametrize(
+    ("pools", "vcpus_held", "memory_held"),
+    [
+        ([], 2, 2660),  # ESXi's system pools only
+        # 4000 MHz = 3 logical CPUs of 1995 MHz, rounded up; 4096 MB.
+        ([_pool("resgroup-20", "resgroup-8", 4000, 4096)], 2 + 3, 2660 + 4096),
+        # Two pools side by side hold both reservations.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 1995, 1024),
+                _pool("resgroup-21", "resgroup-8", 0, 2048),
+            ],
+            2 + 1,
+            2660 + 3072,
+        ),
+        # An expandable pool of 1024 MB whose children reserve 3072 MB borrows the rest from the
+        # root: the subtree holds 3072, counted once.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 0, 1024),
+                _pool("resgroup-30", "resgroup-20", 0, 2048),
+                _pool("resgroup-31", "resgroup-20", 0, 1024),
+            ],
+            2,
+            2660 + 3072,
+        ),
+        # A fixed pool's children fit in its own reservation: the pool's figure counts.
+        (
+            [
+                _pool("resgroup-20", "resgroup-8", 0, 4096),
+                _pool("resgroup-30", "resgroup-20", 0, 1024),
+            ],
+            2,
+            2660 + 4096,
+        ),
+    ],
+    ids=["none", "one-pool", "two-pools", "expandable-borrows", "fixed-holds-children"],
+)
+def test_resource_pool_reservations_are_held(
+    inventory: Inventory, pools: list[NativeObject], vcpus_held: int, memory_held: int
+) -> None:
+    reports = normalise(
+        Inventory(about={}, objects=[*inventory.objects, _ROOT_POOL, *pools]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.CLUSTER) == (vcpus_held, memory_held)
+    # The pools belong to the cluster (DRS places VMs across its hosts), not to one host.
+    assert _held(reports, ProviderKind.COMPUTE_HOST) == (2, 2660)
+
+
+def test_a_pool_holds_only_what_its_vms_do_not_use(inventory: Inventory) -> None:
+    """vm-19 (1 vCPU, 128 MB, powered on) moved to host-14 inside a pool reserving 1995 MHz and
+    1024 MB: the VM is in the host's used, the pool holds the other 896 MB and no CPU."""
+    vm = next(o for o in inventory.objects if o.type == "VirtualMachine")
+    assert (vm.props["summary.config.numCpu"], vm.props["summary.config.memorySizeMB"]) == (1, 128)
+    moved = NativeObject(
+        vm.type, vm.moref, {**vm.props, "runtime.host": "host-14", "resourcePool": "resgroup-20"}
+    )
+    objects = [moved if o is vm else o for o in inventory.objects]
+    pool = _pool("resgroup-20", "resgroup-8", 1995, 1024)
+    reports = normalise(
+        Inventory(about={}, objects=[*objects, _ROOT_POOL, pool]),
+        target="vcenter",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.CLUSTER) == (2, 2660 + 1024 - 128)
+    cluster = next(r for r in reports if r.provider_kind is ProviderKind.CLUSTER)
+    memory = cluster.inventory("MEMORY_MB")
+    assert memory is not None and memory.used == 128
+
+
+def test_pools_of_a_standalone_host_are_the_hosts(inventory: Inventory) -> None:
+    host = next(o for o in inventory.objects if o.type == "HostSystem")
+    alone = NativeObject(host.type, host.moref, {**host.props, "parent": "domain-s30"})
+    compute = NativeObject("ComputeResource", "domain-s30", {"name": "esx-a", "host": ["host-14"]})
+    objects = [
+        o for o in inventory.objects if o.type not in ("HostSystem", "ClusterComputeResource")
+    ]
+    reports = normalise(
+        Inventory(
+            about={},
+            objects=[
+                *objects,
+                alone,
+                compute,
+                _pool("resgroup-31", "domain-s30", 15960, 16382),
+                _pool("resgroup-40", "resgroup-31", 3990, 2048),
+            ],
+        ),
+        target="esx",
+        collector=CollectorInfo(name="vmware", version="test"),
+        collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+    )
+    assert _held(reports, ProviderKind.COMPUTE_HOST) == (2 + 2, 2660 + 2048)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("config.memoryAllocation.reservation", -1), ("config.cpuAllocation.reservation", "1 GHz")],
+)
+def test_bad_pool_reservations_are_invalid_native_data(
+    inventory: Inventory, path: str, value: object
+) -> None:
+    pool = _pool("resgroup-20", "resgroup-8", 0, 0)
+    pool.props[path] = value
+    with pytest.raises(InvalidNativeData, match=re.escape(path)):
+        normalise(
+            Inventory(about={}, objects=[*inventory.objects, _ROOT_POOL, pool]),
+            target="vcenter",
+            collector=CollectorInfo(name="vmware", version="test"),
+            collected_at=datetime(2023, 12, 14, tzinfo=UTC),
+        )

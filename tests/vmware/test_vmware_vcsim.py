@@ -149,6 +149,10 @@ def test_vpx_reports_every_host_cluster_and_datastore(vpx: vcsim.Simulator) -> N
     assert vcpu is not None and vcpu.total == 2 and vcpu.max_unit == 2 and vcpu.reserved == 0
     assert mem is not None and mem.total == 4294430720 // 2**20 == 4095
     assert host.inventory("DISK_GB") is None, "disk lives on the datastore providers"
+    # hardware.numaInfo: one node holding both logical CPUs and all the memory.
+    assert [(c.cell_id, c.cpus, c.memory_bytes) for c in host.numa_cells] == [
+        (0, [0, 1], 4294430720)
+    ]
     assert host.hypervisor is not None and host.hypervisor.hv_type == "vmware"
     assert host.hypervisor.product == "VMware ESXi"
     assert host.hypervisor.version == "6.5.0 build-5969303"
@@ -254,6 +258,8 @@ def test_maintenance_mode_and_disconnected_hosts(fresh_vpx: vcsim.Simulator) -> 
     assert vcpu.reserved == 2 * 2, "the two hosts that are down are reserved"
     assert vcpu.capacity == 2 * 2 * 4.0
     assert cluster_report.state is HostState.UP
+    # vSphere's effective figures count the two running hosts, as resmon does.
+    assert cluster_report.anomalies == []
 
     admin.wait(admin.find(vim.HostSystem, "DC0_C0_H1").ExitMaintenanceMode_Task(timeout=0))
     assert by_name(collect(target_for(fresh_vpx)), "DC0_C0_H1").state is HostState.UP
@@ -276,6 +282,99 @@ def test_not_responding_and_standby_hosts(fresh_vpx: vcsim.Simulator) -> None:
     assert all(inv.capacity == 0 for inv in cluster.inventories)
     (anomaly,) = cluster.anomalies
     assert anomaly.code == "vmware.cluster_down" and "DC0_C0_H2 not_responding" in anomaly.message
+
+
+def test_host_with_an_inaccessible_mount_is_not_a_sharer(fresh_vpx: vcsim.Simulator) -> None:
+    """All paths down on one host: vCenter keeps the datastore in the host's ``datastore`` list
+    and marks the mount ``accessible=false``; the host cannot use it, so it is not a sharer."""
+    before = collect(target_for(fresh_vpx))
+    (datastore,) = by_kind(before, ProviderKind.SHARED_STORAGE)
+    down = by_name(before, "DC0_C0_H1").identity.host_id
+    assert down in datastore.shared_with and len(datastore.shared_with) == 4
+    name = datastore.identity.hostname or ""
+    fresh_vpx.set_mount("DC0_C0_H1", name, accessible=False)
+    admin = Admin(fresh_vpx)
+    host = admin.find(vim.HostSystem, "DC0_C0_H1")
+    assert name in [ds.name for ds in host.datastore], "the host still lists it"
+    (mount,) = [m for m in admin.find(vim.Datastore, name).host if m.key == host]
+    assert mount.mountInfo.accessible is False
+    (after,) = by_kind(collect(target_for(fresh_vpx)), ProviderKind.SHARED_STORAGE)
+    assert down not in after.shared_with
+    assert sorted([*after.shared_with, down]) == datastore.shared_with
+    assert after.state is HostState.UP, "the others still use it"
+    fresh_vpx.set_mount("DC0_C0_H1", name, accessible=True)
+    (again,) = by_kind(collect(target_for(fresh_vpx)), ProviderKind.SHARED_STORAGE)
+    assert again.shared_with == datastore.shared_with
+
+
+def _allocation(reservation: int, expandable: bool = False) -> Any:
+    return vim.ResourceAllocationInfo(
+        reservation=reservation,
+        limit=-1,
+        expandableReservation=expandable,
+        shares=vim.SharesInfo(level="normal", shares=0),
+    )
+
+
+def test_resource_pool_reservations_are_held_by_the_cluster(fresh_vpx: vcsim.Simulator) -> None:
+    """A pool created below the cluster's root resource pool with a reservation of 2294 MHz
+    (one of the simulator's 2294 MHz CPUs) and 2048 MB: VMs outside it cannot be started
+    against that, so the cluster holds it; raising it through UpdateConfig raises what is
+    held. The member hosts hold nothing more: DRS places the pool's VMs across them."""
+    admin = Admin(fresh_vpx)
+    root = admin.find(vim.ClusterComputeResource, "DC0_C0").resourcePool
+
+    def held(name: str) -> tuple[int, int]:
+        report = by_name(collect(target_for(fresh_vpx)), name)
+        vcpu, memory = report.inventory("VCPU"), report.inventory("MEMORY_MB")
+        assert vcpu is not None and memory is not None
+        return vcpu.hypervisor_reserved, memory.hypervisor_reserved
+
+    assert held("DC0_C0") == (0, 0), "the root resource pool is the cluster, not a reservation"
+    spec = vim.ResourceConfigSpec(
+        cpuAllocation=_allocation(2294), memoryAllocation=_allocation(2048)
+    )
+    pool = root.CreateResourcePool(name="gold", spec=spec)
+    assert held("DC0_C0") == (1, 2048)
+    pool.UpdateConfig(
+        name=None,
+        config=vim.ResourceConfigSpec(
+            cpuAllocation=_allocation(2295), memoryAllocation=_allocation(3072)
+        ),
+    )
+    assert pool.config.memoryAllocation.reservation == 3072
+    assert held("DC0_C0") == (2, 3072), "2295 MHz needs a second 2294 MHz CPU"
+    assert held("DC0_C0_H0") == (0, 0)
+    # A VM of 2 vCPUs and 1024 MB started in the pool runs on its reservation: the pool holds
+    # the rest, and the VM counts in its host's used.
+    datacenter = admin.find(vim.Datacenter, "DC0")
+    config = vim.vm.ConfigSpec(
+        name="in-gold",
+        numCPUs=2,
+        memoryMB=1024,
+        guestId="otherGuest64",
+        files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"),
+    )
+    host = admin.find(vim.HostSystem, "DC0_C0_H0")
+    vm = admin.wait(datacenter.vmFolder.CreateVM_Task(config=config, pool=pool, host=host))
+    admin.wait(vm.PowerOnVM_Task())
+    assert held("DC0_C0") == (0, 3072 - 1024)
+    # An expandable pool reserving nothing whose child reserves 1024 MB borrows it from the
+    # root: the subtree holds 1024.
+    bronze = root.CreateResourcePool(
+        name="bronze",
+        spec=vim.ResourceConfigSpec(
+            cpuAllocation=_allocation(0, expandable=True),
+            memoryAllocation=_allocation(0, expandable=True),
+        ),
+    )
+    bronze.CreateResourcePool(
+        name="bronze-a",
+        spec=vim.ResourceConfigSpec(
+            cpuAllocation=_allocation(0), memoryAllocation=_allocation(1024)
+        ),
+    )
+    assert held("DC0_C0") == (0, 3072 - 1024 + 1024)
 
 
 # -- ESXi direct connection ------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Build and run the vCenter simulator (tests/vmware/vcsim/main.go) on loopback.
 
+Its test hooks (``set_host_state``, ``set_mount``) change what the vSphere API cannot; main.go
+says where it corrects the simulator's figures to what vSphere documents.
+
 Shared by the tests and by bench/vmware_collect.py. The binary is built once, in GOPATH mode
 against Debian's golang-github-vmware-govmomi-dev, into tests/.build/ (gitignored).
 """
@@ -9,8 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,15 +79,24 @@ class Simulator:
     def base(self) -> str:
         return self.url.rsplit("/sdk", 1)[0]
 
-    def set_host_state(self, host: str, *, connection: str = "", power: str = "") -> str:
-        """Test hook: force a host's connection/power state (returns its managed-object id)."""
-        data = f"host={host}&connection={connection}&power={power}".encode()
-        request = urllib.request.Request(f"{self.base}/resmon/host-state", data=data)
-        import ssl
-
+    def _hook(self, path: str, **form: str) -> str:
+        request = urllib.request.Request(
+            f"{self.base}/resmon/{path}", data=urllib.parse.urlencode(form).encode()
+        )
         context = ssl.create_default_context(cafile=str(self.cert)) if self.cert else None
         with urllib.request.urlopen(request, timeout=10, context=context) as answer:
             return str(answer.read().decode().strip())
+
+    def set_host_state(self, host: str, *, connection: str = "", power: str = "") -> str:
+        """Test hook: force a host's connection/power state (returns its managed-object id)."""
+        return self._hook("host-state", host=host, connection=connection, power=power)
+
+    def set_mount(self, host: str, datastore: str, *, accessible: bool) -> str:
+        """Test hook: the datastore's ``host[].mountInfo.accessible`` for that host (False: all
+        paths down); returns the datastore's managed-object id."""
+        return self._hook(
+            "mount", host=host, datastore=datastore, accessible=str(accessible).lower()
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -2,8 +2,14 @@
 // vmware collector's tests and benchmark. It is built from Debian's
 // golang-github-vmware-govmomi-dev in GOPATH mode and prints its SDK URL on stdout.
 //
-// Besides the vSphere API it serves one test hook, POST /resmon/host-state, because the
-// simulator (govmomi 0.24) has no API call that makes a host notResponding or standby.
+// Besides the vSphere API it serves two test hooks, because the simulator (govmomi 0.24) has no
+// API call for what they do: POST /resmon/host-state makes a host notResponding or standby, and
+// POST /resmon/mount makes one host's mount of a datastore inaccessible (all paths down).
+//
+// Where the simulator's figures contradict vSphere's documentation, they are corrected: each
+// compute resource's summary.effectiveCpu (MHz) and effectiveMemory (MB) are recomputed before
+// every SDK request from its running hosts, every host's hardware.numaInfo covers its own CPUs
+// and memory, and every datastore lists each host that mounts it in its host property.
 //
 // The -host-* flags give every host the same hardware figures, CPU features and maintenance
 // mode, and -guests names and sizes the virtual machines, so that a test can describe one
@@ -62,6 +68,8 @@ func main() {
 	flag.StringVar(&shape.cpuid, "host-cpuid", "", "config.featureCapability: comma-separated "+
 		"cpuid.* names with value 1, e.g. aes,avx2,intel")
 	flag.BoolVar(&shape.maintenance, "host-maintenance", false, "runtime.inMaintenanceMode")
+	flag.IntVar(&shape.numaNodes, "host-numa-nodes", 1, "hardware.numaInfo nodes: the host's "+
+		"logical CPUs and memory split evenly, node after node")
 	guests := flag.String("guests", "", "the VMs, in the order of their names: semicolon-"+
 		"separated name,instanceUuid,numCpu,memoryMB,on|off (as many as -vm creates)")
 	flag.Parse()
@@ -87,6 +95,7 @@ func main() {
 		h := entity.(*simulator.HostSystem)
 		simulator.Map.WithLock(h, func() { shape.apply(&h.HostSystem) })
 	}
+	completeMounts()
 	if err := shapeGuests(*guests); err != nil {
 		log.Fatalf("-guests: %v", err)
 	}
@@ -106,8 +115,16 @@ func main() {
 		model.Service.ServeMux = http.NewServeMux()
 	}
 	model.Service.ServeMux.HandleFunc("/resmon/host-state", hostState)
+	model.Service.ServeMux.HandleFunc("/resmon/mount", mountState)
 	server := model.Service.NewServer()
 	defer server.Close()
+	sdk := server.Config.Handler
+	server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/sdk") {
+			refreshEffective()
+		}
+		sdk.ServeHTTP(w, r)
+	})
 
 	if *useTLS && *certOut != "" {
 		block := &pem.Block{Type: "CERTIFICATE", Bytes: server.Certificate().Raw}
@@ -155,11 +172,139 @@ func setState(h *mo.HostSystem, r *http.Request) {
 	}
 }
 
+// mountState sets DatastoreHostMount.mountInfo.accessible (and inaccessibleReason) of the
+// datastore named by the form value "datastore" on the host named "host", as vCenter reports a
+// mount whose paths are all down (APD) or lost (PDL): the host still lists the datastore.
+func mountState(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	var host *simulator.HostSystem
+	for _, entity := range simulator.Map.All("HostSystem") {
+		if h, ok := entity.(*simulator.HostSystem); ok && h.Name == r.FormValue("host") {
+			host = h
+		}
+	}
+	if host == nil {
+		http.Error(w, "no host named "+r.FormValue("host"), http.StatusNotFound)
+		return
+	}
+	accessible := r.FormValue("accessible") == "true"
+	for _, entity := range simulator.Map.All("Datastore") {
+		ds, ok := entity.(*simulator.Datastore)
+		if !ok || ds.Name != r.FormValue("datastore") {
+			continue
+		}
+		found := false
+		simulator.Map.WithLock(ds, func() {
+			for i := range ds.Host {
+				if ds.Host[i].Key != host.Self {
+					continue
+				}
+				info := ds.Host[i].MountInfo // the simulator's mounts share their flags
+				info.Accessible = types.NewBool(accessible)
+				info.InaccessibleReason = ""
+				if !accessible {
+					info.InaccessibleReason = "AllPathsDown_Start"
+				}
+				ds.Host[i].MountInfo = info
+				found = true
+			}
+		})
+		if !found {
+			http.Error(w, "the datastore is not mounted on "+host.Name, http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, "%s\n", ds.Reference().Value)
+		return
+	}
+	http.Error(w, "no datastore named "+r.FormValue("datastore"), http.StatusNotFound)
+}
+
+// completeMounts lists every host that mounts a datastore in the datastore's host property, as
+// vCenter does; the simulator lists only the host that created it.
+func completeMounts() {
+	for _, entity := range simulator.Map.All("HostSystem") {
+		h := entity.(*simulator.HostSystem)
+		for _, ref := range h.Datastore {
+			ds, ok := simulator.Map.Get(ref).(*simulator.Datastore)
+			if !ok {
+				continue
+			}
+			simulator.Map.WithLock(ds, func() {
+				for _, mount := range ds.Host {
+					if mount.Key == h.Self {
+						return
+					}
+				}
+				ds.Host = append(ds.Host, types.DatastoreHostMount{
+					Key: h.Self,
+					MountInfo: types.HostMountInfo{
+						AccessMode: string(types.HostMountModeReadWrite),
+						Mounted:    types.NewBool(true),
+						Accessible: types.NewBool(true),
+					},
+				})
+			})
+		}
+	}
+}
+
+// refreshEffective sets each compute resource's summary.effectiveCpu and effectiveMemory as
+// vSphere documents them: the CPU (MHz: cores × MHz) and memory (MB) of its hosts that are
+// connected, powered on and not in maintenance mode, left to run virtual machines (the
+// simulator's hosts reserve nothing for themselves). The simulator itself adds one core's MHz
+// and the memory in bytes per host, once, when the host is added.
+func refreshEffective() {
+	for _, kind := range []string{"ComputeResource", "ClusterComputeResource"} {
+		for _, entity := range simulator.Map.All(kind) {
+			var cr *mo.ComputeResource
+			switch e := entity.(type) {
+			case *mo.ComputeResource:
+				cr = e
+			case *simulator.ClusterComputeResource:
+				cr = &e.ComputeResource
+			default:
+				continue
+			}
+			var mhz int32
+			var mb int64
+			var running int32
+			for _, ref := range cr.Host {
+				h, ok := simulator.Map.Get(ref).(*simulator.HostSystem)
+				if !ok {
+					continue
+				}
+				simulator.Map.WithLock(h, func() {
+					rt, hw := h.Runtime, h.Summary.Hardware
+					if rt.ConnectionState != types.HostSystemConnectionStateConnected ||
+						rt.PowerState != types.HostSystemPowerStatePoweredOn ||
+						rt.InMaintenanceMode || hw == nil {
+						return
+					}
+					mhz += int32(hw.NumCpuCores) * hw.CpuMhz
+					mb += hw.MemorySize / (1024 * 1024)
+					running++
+				})
+			}
+			simulator.Map.WithLock(entity, func() {
+				if cr.Summary == nil {
+					return
+				}
+				summary := cr.Summary.GetComputeResourceSummary()
+				summary.EffectiveCpu, summary.EffectiveMemory = mhz, mb
+				summary.NumEffectiveHosts = running
+			})
+		}
+	}
+}
+
 type hostShape struct {
-	uuid, cpuModel, cpuid         string
-	packages, cores, threads, mhz int
-	memoryMB                      int64
-	maintenance                   bool
+	uuid, cpuModel, cpuid                    string
+	packages, cores, threads, mhz, numaNodes int
+	memoryMB                                 int64
+	maintenance                              bool
 }
 
 // apply sets the figures that were given; the others keep the simulator's values.
@@ -198,6 +343,31 @@ func (s hostShape) apply(h *mo.HostSystem) {
 	}
 	h.Runtime.InMaintenanceMode = s.maintenance
 	h.Summary.Runtime = &h.Runtime
+	if h.Hardware != nil && s.numaNodes > 0 {
+		hardware := *h.Hardware // the simulator's hosts share one hardware template
+		hardware.NumaInfo = numaInfo(int(hw.NumCpuThreads), hw.MemorySize, s.numaNodes)
+		h.Hardware = &hardware
+	}
+}
+
+// numaInfo splits a host's logical CPUs and memory evenly into nodes, numbered node after
+// node, as ESXi reports them. (The simulator's template has one node of 2 CPUs and 1 GiB on a
+// 4 GiB host, which no ESXi host reports.)
+func numaInfo(threads int, memory int64, nodes int) *types.HostNumaInfo {
+	info := &types.HostNumaInfo{Type: "NUMA", NumNodes: int32(nodes)}
+	size := memory / int64(nodes)
+	for n := 0; n < nodes; n++ {
+		node := types.HostNumaNode{
+			TypeId:            byte(n),
+			MemoryRangeBegin:  int64(n) * size,
+			MemoryRangeLength: size,
+		}
+		for cpu := n * threads / nodes; cpu < (n+1)*threads/nodes; cpu++ {
+			node.CpuID = append(node.CpuID, int16(cpu))
+		}
+		info.NumaNode = append(info.NumaNode, node)
+	}
+	return info
 }
 
 // shapeGuests renames and resizes the VMs, taken in the order of their names.
