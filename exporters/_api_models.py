@@ -22,6 +22,7 @@ __all__ = [
     "HostPage",
     "HostSummary",
     "InventoryRecord",
+    "PlacementSyncOut",
     "Ready",
     "RequestedResource",
     "SharingProviderOut",
@@ -113,6 +114,29 @@ class HostDetail(BaseModel):
     report: dict[str, Any] = Field(description="The full normalised report (schema v1).")
     anomalies: list[AnomalyOut]
     last_collection: CollectionStatus
+
+
+class PlacementSyncOut(BaseModel):
+    configured: bool = Field(description="This process runs Placement syncs ([placement]).")
+    status: str = Field(
+        description="never, waiting (for every target's first collection), success or failed"
+    )
+    error_kind: str | None
+    error_message: str | None = Field(description="One line.")
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    duration_s: float | None
+    consecutive_failures: int
+    holder: str | None = Field(
+        description="The replica holding the sync's lease (PostgreSQL replicas); null otherwise."
+    )
+    mode: str | None = Field(description="nova or standalone; null when not configured here.")
+    interval_s: float | None
+    running: bool = Field(description="A sync of this process is under way.")
+    runs: int = Field(description="Syncs this process ran.")
+    errors: dict[str, int] = Field(description="Failed syncs of this process by error kind.")
+    providers: int | None = Field(description="Providers of this process's last sync.")
+    writes: int | None = Field(description="Writes of this process's last sync.")
 
 
 class TargetOut(BaseModel):

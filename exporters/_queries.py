@@ -18,6 +18,8 @@ from typing import Any, Literal
 from sqlalchemy import ScalarSelect, Select, and_, exists, func, literal, select
 from sqlalchemy.orm import Session
 
+from resmon.store import INTERNAL_PREFIX
+
 from ._tables import ANOMALIES, CHANGES, LEASES, RUNS, TRAITS
 from ._tables import HOSTS as H
 from ._tables import INVENTORIES as INV
@@ -99,7 +101,8 @@ def latest_run_id() -> ScalarSelect[Any]:
 def target_statuses(
     session: Session, *, now: datetime | None = None, stale_after_s: float | None = None
 ) -> list[TargetStatus]:
-    """Every target ordered by name, with its staleness as of ``now``."""
+    """Every target ordered by name, with its staleness as of ``now`` (internal tasks, which
+    have rows like targets, are left out)."""
     now = now or datetime.now(UTC)
     rows = session.execute(
         select(
@@ -110,7 +113,9 @@ def target_statuses(
             select(LEASES.c.holder)
             .where(LEASES.c.target_id == T.c.id, LEASES.c.expires_at > now)
             .scalar_subquery().label("replica"),
-        ).order_by(T.c.name)
+        )
+        .where(~T.c.name.startswith(INTERNAL_PREFIX, autoescape=True))
+        .order_by(T.c.name)
     )  # fmt: skip
     out = []
     for r in rows:

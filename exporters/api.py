@@ -37,7 +37,7 @@ from resmon.store import Store
 from ._api_auth import bearer_auth
 from ._api_errors import MAX_QUERY_BYTES, MAX_QUERY_PARAMS, QueryBounds, install_error_handlers
 from .placement_api import placement_router
-from .routes import ApiContext, anomalies, candidates, hosts, operations, targets
+from .routes import ApiContext, anomalies, candidates, hosts, operations, placement_status, targets
 from .routes._common import MAX_LIMIT
 
 __all__ = [
@@ -58,9 +58,15 @@ SERVER_OPTIONS: dict[str, Any] = {"h11_max_incomplete_event_size": 1024 * 1024}
 
 
 def create_app(
-    store: Store, *, api_tokens: Sequence[str] = (), stale_after_s: float | None = None
+    store: Store,
+    *,
+    api_tokens: Sequence[str] = (),
+    stale_after_s: float | None = None,
+    placement: Any = None,
 ) -> FastAPI:
-    """The ASGI application over ``store`` (see the module docstring for the rules)."""
+    """The ASGI application over ``store`` (see the module docstring for the rules).
+    ``placement`` is the daemon's Placement sync task (its ``status()`` feeds ``/metrics`` and
+    ``/v1/placement/status``)."""
     app = FastAPI(
         title="resmon",
         version=API_VERSION,
@@ -71,10 +77,13 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(QueryBounds)
-    ctx = app.state.resmon = ApiContext(store=store, stale_after_s=stale_after_s)
+    ctx = app.state.resmon = ApiContext(
+        store=store, stale_after_s=stale_after_s,
+        placement_status=placement.status if placement is not None else None,
+    )  # fmt: skip
     auth = [Depends(bearer_auth(api_tokens))]
     app.include_router(operations.public)
-    for resource in (operations, hosts, targets, anomalies, candidates):
+    for resource in (operations, hosts, targets, anomalies, candidates, placement_status):
         app.include_router(resource.router, dependencies=auth)
     # The Placement-compatible read API (its own module; left out of this OpenAPI document).
     app.include_router(

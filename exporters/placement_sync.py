@@ -15,28 +15,36 @@ holding its ``used``, so a Placement without Nova sees the fleet's use.
 Every write is preceded by a read and skipped when Placement already holds the value, so a
 sync with nothing changed makes no writes. A 409 (the provider's generation moved under us)
 is retried after reading the provider again, up to ``CONFLICT_RETRIES`` times.
+
+A sync may be bounded (``deadline``, on ``time.monotonic()``: each request gets at most the time
+left, and none starts after it) and cancelled (``cancel``, looked at before every request).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keystoneauth1 import adapter, exceptions, session, token_endpoint
-from keystoneauth1.identity import v3
+from keystoneauth1 import adapter, exceptions
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from resmon.store import Store
 
 from ._queries import inventories_of, target_statuses
+from ._sync_status import ERROR_KINDS
 from ._tables import HOSTS as _H
 from ._tables import TRAITS as _TRAITS
 from .placement_api import NAMESPACE, aggregate_uuid, provider_uuid
+from .placement_auth import NOAUTH_TOKEN, Connection, adapter_for
 
 __all__ = [
+    "ERROR_KINDS",
     "MANAGED_TRAIT",
     "PlacementSyncError",
     "SyncOptions",
@@ -47,7 +55,6 @@ __all__ = [
 ]
 
 MANAGED_TRAIT = "CUSTOM_RESMON_MANAGED"
-MICROVERSION = "1.39"
 CONFLICT_RETRIES = 5
 #: The consumer type (microversion 1.38) of the standalone consumers holding each provider's use.
 CONSUMER_TYPE = "RESMON_USED"
@@ -55,8 +62,7 @@ _INVENTORY_FIELDS = ("total", "reserved", "min_unit", "max_unit", "step_size", "
 
 
 class PlacementSyncError(Exception):
-    """The sync stopped; ``kind`` is one of unreachable, timeout, auth, server_error, conflict,
-    rejected."""
+    """The sync stopped; ``kind`` is one of :data:`ERROR_KINDS`."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -150,47 +156,57 @@ def placement_adapter(
     timeout: float = 30.0,
 ) -> adapter.Adapter:
     """A keystoneauth1 adapter for Placement. ``noauth`` is for Placement's ``noauth2``
-    strategy (tests); the others authenticate against Keystone (``auth`` holds auth_url,
-    username/password/project or application credential id/secret, user and project domain)."""
-    auth = dict(auth or {})
-    plugin: Any
+    strategy (tests); the others authenticate against Keystone v3 (``auth`` holds auth_url,
+    username/password/project or application credential id/secret, user and project domain).
+    :mod:`exporters.placement_auth` builds one from ``[placement]`` or ``clouds.yaml``."""
+    options = dict(auth or {})
     if auth_type == "noauth":
-        if not endpoint:
-            raise ValueError("noauth needs the Placement endpoint")
-        plugin = token_endpoint.Token(endpoint, "admin")
+        connection = Connection("admin_token", {"token": NOAUTH_TOKEN, "endpoint": endpoint or ""})
     elif auth_type == "password":
-        plugin = v3.Password(
-            auth_url=auth["auth_url"], username=auth["username"], password=auth["password"],
-            project_name=auth.get("project_name"),
-            user_domain_name=auth.get("user_domain_name", "Default"),
-            project_domain_name=auth.get("project_domain_name", "Default"),
-        )  # fmt: skip
+        options.setdefault("user_domain_name", "Default")
+        options.setdefault("project_domain_name", "Default")
+        connection = Connection("v3password", options)
     else:
-        plugin = v3.ApplicationCredential(
-            auth_url=auth["auth_url"], application_credential_id=auth["application_credential_id"],
-            application_credential_secret=auth["application_credential_secret"],
-        )  # fmt: skip
-    sess = session.Session(auth=plugin, verify=verify, timeout=timeout)
-    return adapter.Adapter(
-        sess, service_type="placement", interface="public", endpoint_override=endpoint,
-        default_microversion=MICROVERSION, raise_exc=False,
-    )  # fmt: skip
+        connection = Connection("v3applicationcredential", options)
+    connection.endpoint, connection.verify = endpoint, verify
+    return adapter_for(connection, timeout_s=timeout)
 
 
 class _Placement:
     """The few calls the sync makes, errors mapped to :class:`PlacementSyncError`."""
 
-    def __init__(self, api: adapter.Adapter, result: SyncResult) -> None:
+    def __init__(
+        self,
+        api: adapter.Adapter,
+        result: SyncResult,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.api = api
         self.result = result
+        self.deadline = deadline
+        self.cancel = cancel
 
     def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = ()) -> Any:
+        extra: dict[str, Any] = {}
+        if self.cancel is not None and self.cancel.is_set():
+            raise PlacementSyncError("cancelled", "the daemon is stopping")
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise PlacementSyncError(
+                    "timeout", f"the sync did not finish in time (stopped before {method} {path})"
+                )
+            timeout = self.api.session.timeout
+            extra["timeout"] = min(left, timeout) if timeout else left
         try:
-            response = self.api.request(path, method, json=body)
+            response = self.api.request(path, method, json=body, **extra)
         except exceptions.ConnectTimeout as exc:
             raise PlacementSyncError("timeout", f"Placement did not answer: {exc}") from None
         except exceptions.ConnectFailure as exc:
             raise PlacementSyncError("unreachable", f"Placement is unreachable: {exc}") from None
+        except exceptions.Unauthorized as exc:  # Keystone refused the credentials
+            raise PlacementSyncError("auth", f"authentication failed: {exc}") from None
         except exceptions.ClientException as exc:
             raise PlacementSyncError("unreachable", f"Placement request failed: {exc}") from None
         status = response.status_code
@@ -222,12 +238,25 @@ def _detail(response: Any) -> str:
         return str(response.text[:200])
 
 
-def sync(store: Store, api: adapter.Adapter, options: SyncOptions | None = None) -> SyncResult:
+def sync(
+    store: Store,
+    api: adapter.Adapter,
+    options: SyncOptions | None = None,
+    *,
+    deadline: float | None = None,
+    cancel: threading.Event | None = None,
+) -> SyncResult:
     """Bring Placement in line with the store; see the module docstring."""
     options = options or SyncOptions()
     result = SyncResult()
-    placement = _Placement(api, result)
-    desired = desired_state(store, options)
+    placement = _Placement(api, result, deadline, cancel)
+    try:
+        desired = desired_state(store, options)
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        raise PlacementSyncError(
+            "store_error", f"reading resmon's database failed: {reason}"
+        ) from None
     result.providers = len(desired)
     existing = {
         rp["uuid"]: rp for rp in placement.call("GET", "/resource_providers")["resource_providers"]

@@ -35,9 +35,18 @@ from resmon.contract import units
 from resmon.store import BoundedReads, Store
 
 from ._queries import TargetStatus, target_statuses
+from ._sync_status import ERROR_KINDS, SyncStatus
 from ._tables import ANOMALIES, COUNTS, HOSTS, INVENTORIES, NUMA_CELLS, SUPPORTED_INSTANCES
 
-__all__ = ["CONTENT_TYPE", "FORBIDDEN_LABELS", "METRICS", "StoreCollector", "render_metrics"]
+__all__ = [
+    "CONTENT_TYPE",
+    "FORBIDDEN_LABELS",
+    "METRICS",
+    "PLACEMENT_SYNC_METRICS",
+    "StoreCollector",
+    "render_metrics",
+    "render_placement_sync",
+]
 
 log = logging.getLogger("resmon.exporters.prometheus")
 
@@ -573,6 +582,64 @@ def render_metrics(
         out.append(f"# HELP {name} {text}\n# TYPE {name} {kind}\n".encode())
         out.append(lines.text(name))
     return b"".join(out)
+
+
+# -- the Placement sync --------------------------------------------------------------------------
+
+#: The Placement sync's families, exported by the daemon that runs the sync ([placement]) from
+#: its own memory, after the store's families: counters count this process's syncs.
+PLACEMENT_SYNC_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "resmon_placement_sync_runs_total": (
+        "counter", "Placement syncs this process ran, failed or not.", ()),
+    "resmon_placement_sync_errors_total": (
+        "counter", "Failed Placement syncs of this process, by error kind.", ("kind",)),
+    "resmon_placement_sync_success": (
+        "gauge", "1 when the last Placement sync succeeded, else 0 (also before the first).", ()),
+    "resmon_placement_sync_lease_held": (
+        "gauge", "1 when this process holds the sync's lease (runs the syncs), else 0.", ()),
+    "resmon_placement_sync_last_attempt_timestamp_seconds": (
+        "gauge", "Unix time at which the last Placement sync of this process ended.", ()),
+    "resmon_placement_sync_last_success_timestamp_seconds": (
+        "gauge", "Unix time at which the last successful Placement sync ended.", ()),
+    "resmon_placement_sync_duration_seconds": (
+        "gauge", "Duration of the last Placement sync, successful or not.", ()),
+    "resmon_placement_sync_consecutive_failures": (
+        "gauge", "Failed Placement syncs since the last success.", ()),
+    "resmon_placement_sync_providers": (
+        "gauge", "Providers the last Placement sync made Placement hold.", ()),
+    "resmon_placement_sync_writes": (
+        "gauge", "Writes (POST, PUT, DELETE) the last Placement sync made; 0 when Placement "
+        "already held everything.", ()),
+}  # fmt: skip
+
+
+def render_placement_sync(status: SyncStatus) -> bytes:
+    """The Placement sync's families (text exposition format 0.0.4) for ``status``."""
+    samples: dict[str, list[str]] = {name: [] for name in PLACEMENT_SYNC_METRICS}
+    samples["resmon_placement_sync_runs_total"].append(f" {status.runs}")
+    for kind in sorted({*ERROR_KINDS, *status.errors}):
+        samples["resmon_placement_sync_errors_total"].append(
+            f'{{kind="{_escape(kind)}"}} {status.errors.get(kind, 0)}'
+        )
+    samples["resmon_placement_sync_success"].append(" 1" if status.status == "success" else " 0")
+    samples["resmon_placement_sync_lease_held"].append(" 1" if status.lease_held else " 0")
+    optional = {
+        "resmon_placement_sync_last_attempt_timestamp_seconds": status.last_attempt_at,
+        "resmon_placement_sync_last_success_timestamp_seconds": status.last_success_at,
+        "resmon_placement_sync_duration_seconds": status.duration_s,
+        "resmon_placement_sync_providers": status.providers,
+        "resmon_placement_sync_writes": status.writes,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            samples[name].append(" " + _float(value))
+    failures = samples["resmon_placement_sync_consecutive_failures"]
+    failures.append(f" {status.consecutive_failures}")
+    out = []
+    for name, (kind, help_, _labels) in PLACEMENT_SYNC_METRICS.items():
+        out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+        out.extend(f"{name}{sample}\n" for sample in samples[name])
+    return "".join(out).encode()
 
 
 class StoreCollector(Collector):

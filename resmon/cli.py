@@ -19,6 +19,7 @@ from resmon import __version__
 from resmon.config import (
     ADHOC_COLLECTORS,
     ConfigError,
+    PlacementSettings,
     ResmonConfig,
     TargetConfig,
     describe_validation_error,
@@ -33,7 +34,7 @@ from resmon.contract import (
 )
 from resmon.logs import add_secret, configure_logging
 from resmon.registry import CollectorNotFound, available_collectors, load_collector
-from resmon.runner import CollectionOutcome, collect_target
+from resmon.runner import CollectionOutcome
 from resmon.store import Store, StoreError, migration_head, redact_url
 
 __all__ = ["main"]
@@ -147,6 +148,9 @@ def build_parser(*, with_collectors: bool = True) -> argparse.ArgumentParser:
     _add_placement_sync_arguments(placement_sub.add_parser(
         "sync", help="make a Placement hold the stored providers, inventories and traits"
     ))  # fmt: skip
+    _add_config_arguments(placement_sub.add_parser(
+        "status", help="how the last periodic sync of resmon run went"
+    ))  # fmt: skip
 
     schema = sub.add_parser("schema", help="the report schema")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
@@ -202,13 +206,20 @@ def _url_password(url: str) -> str | None:
 
 
 def _check_targets(config: ResmonConfig) -> list[str]:
-    """Log the targets' warnings and return their errors."""
+    """Log the targets' warnings and return their errors (and those of ``[placement]``)."""
     from resmon.checks import check_targets
 
     problems = check_targets(config)
     for warning in problems.warnings:
         log.warning("%s", warning)
-    return problems.errors
+    errors = problems.errors
+    if config.placement is not None:
+        try:
+            from exporters.placement_auth import check_placement
+        except ImportError as exc:
+            return [*errors, f"[placement] needs the placement extra (resmon[placement]): {exc}"]
+        errors = [*errors, *check_placement(config.placement)]
+    return errors
 
 
 def _adhoc_targets(args: argparse.Namespace) -> list[TargetConfig]:
@@ -314,25 +325,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
     config = _load(args)
     if adhoc:
         config = ResmonConfig(resmon=config.resmon, targets=adhoc)
-    outcomes: list[CollectionOutcome] = []
-    for target_config in config.targets:
-        dump_dir = args.dump_native / target_config.name if args.dump_native else None
-        if dump_dir:
-            dump_dir.mkdir(parents=True, exist_ok=True)
-        collector_cls = load_collector(target_config.collector)
-        outcome, instance = collect_target(
-            collector_cls,
-            target_config.resolve(dump_native_dir=dump_dir),
-            policy=config.policy_for(target_config),
-        )
-        if instance is not None:
-            instance.close()
-        outcomes.append(outcome)
-    if args.store:
-        store = _open_store(config)
-        for target_config, outcome in zip(config.targets, outcomes, strict=True):
-            store.record(target_config.spec(), outcome)
-        store.close()
+    for target_config in config.targets:  # an unknown collector is an error of the command
+        load_collector(target_config.collector)
+    from resmon.daemon import Daemon
+
+    # The daemon's round: every collection is bounded by its target's timeout_s.
+    store = _open_store(config) if args.store else None
+    try:
+        finished = Daemon(config, store, dump_native_dir=args.dump_native).run(once=True)
+    finally:
+        if store is not None:
+            store.close()
+    by_target = {o.target: o for o in finished}
+    outcomes = [by_target[t.name] for t in config.targets if t.name in by_target]
     reports = [r for o in outcomes for r in o.reports]
     if args.format == "json":
         print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
@@ -468,10 +473,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def _add_placement_sync_arguments(sync: argparse.ArgumentParser) -> None:
     _add_config_arguments(sync)
-    sync.add_argument("--endpoint", help="Placement URL (needed with noauth; else from Keystone)")
     sync.add_argument(
-        "--auth-type", choices=("noauth", "password", "application_credential"), default="noauth"
+        "--cloud", help="a clouds.yaml entry (instead of --endpoint/--auth-type and [placement])"
     )
+    sync.add_argument("--endpoint", help="Placement URL (needed with noauth; else from Keystone)")
+    sync.add_argument("--auth-type", choices=("noauth", "password", "application_credential"))
     sync.add_argument("--auth-url", help="Keystone v3 URL")
     sync.add_argument("--username")
     sync.add_argument("--project-name")
@@ -480,49 +486,74 @@ def _add_placement_sync_arguments(sync: argparse.ArgumentParser) -> None:
         "--secret-env", metavar="VAR",
         help="environment variable holding the password or application credential secret",
     )  # fmt: skip
-    sync.add_argument("--cacert", help="CA bundle to verify Placement's and Keystone's TLS")
+    sync.add_argument(
+        "--cacert", type=Path, help="CA bundle to verify Placement's and Keystone's TLS"
+    )
     sync.add_argument("--insecure", action="store_true", help="do not verify TLS (tests only)")
-    sync.add_argument("--mode", choices=("nova", "standalone"), default="nova")
-    sync.add_argument("--fold-used-into-reserved", action="store_true")
-    sync.add_argument("--remove-missing", action="store_true")
+    sync.add_argument("--mode", choices=("nova", "standalone"))
+    sync.add_argument("--fold-used-into-reserved", action="store_true", default=None)
+    sync.add_argument("--remove-missing", action="store_true", default=None)
+
+
+def _placement_settings(args: argparse.Namespace, config: ResmonConfig) -> PlacementSettings:
+    """The sync's settings: from the flags when they name a Placement, else ``[placement]``;
+    --mode, --fold-used-into-reserved and --remove-missing apply to both."""
+    fields: dict[str, Any]
+    if args.cloud or args.endpoint or args.auth_type:
+        auth_type = args.auth_type or ("noauth" if args.endpoint and not args.cloud else None)
+        fields = {"cloud": args.cloud, "endpoint": args.endpoint}
+        if auth_type in ("password", "application_credential"):
+            if not args.auth_url or not args.secret_env:
+                raise ConfigError(f"--auth-type {auth_type} needs --auth-url and --secret-env")
+            auth = {"auth_url": args.auth_url}
+            if auth_type == "password":
+                auth.update(username=args.username or "", project_name=args.project_name or "",
+                            user_domain_name="Default", project_domain_name="Default")  # fmt: skip
+            else:
+                auth["application_credential_id"] = args.application_credential_id or ""
+            plugin = "v3password" if auth_type == "password" else "v3applicationcredential"
+            fields.update(auth_type=plugin, auth=auth, secret_env=args.secret_env)
+        elif auth_type == "noauth":
+            if not args.endpoint:
+                raise ConfigError("--auth-type noauth needs --endpoint")
+            fields["auth_type"] = "noauth"
+    elif config.placement is not None:
+        fields = config.placement.model_dump(exclude_unset=True)
+    else:
+        raise ConfigError(
+            "placement sync: give --endpoint or --cloud, or a [placement] table in --config"
+        )
+    if args.insecure:
+        fields["verify_tls"] = False
+    if args.cacert:
+        fields["ca_bundle"] = args.cacert
+    for flag in ("mode", "fold_used_into_reserved", "remove_missing"):
+        if getattr(args, flag) is not None:
+            fields[flag] = getattr(args, flag)
+    try:
+        return PlacementSettings.model_validate(fields)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error("command line", exc)) from None
 
 
 def cmd_placement(args: argparse.Namespace) -> int:
-    from exporters.placement_sync import (
-        PlacementSyncError,
-        SyncOptions,
-        placement_adapter,
-        sync,
-    )
+    if args.placement_command == "status":
+        return _placement_status(args)
+    from exporters.placement_auth import adapter_for, connection_for
+    from exporters.placement_sync import PlacementSyncError, SyncOptions, sync
 
     config = _load(args)
-    auth: dict[str, str] = {}
-    if args.auth_type != "noauth":
-        secret = os.environ.get(args.secret_env or "", "")
-        if not args.auth_url or not secret:
-            raise ConfigError(f"--auth-type {args.auth_type} needs --auth-url and --secret-env")
-        auth["auth_url"] = args.auth_url
-        if args.auth_type == "password":
-            auth.update(username=args.username or "", password=secret,
-                        project_name=args.project_name or "")  # fmt: skip
-        else:
-            auth.update(application_credential_id=args.application_credential_id or "",
-                        application_credential_secret=secret)  # fmt: skip
-    elif not args.endpoint:
-        raise ConfigError("--auth-type noauth needs --endpoint")
-    api = placement_adapter(
-        args.endpoint, auth_type=args.auth_type, auth=auth,
-        verify=False if args.insecure else (args.cacert or True),
-    )  # fmt: skip
+    settings = _placement_settings(args, config)
+    api = adapter_for(connection_for(settings), timeout_s=settings.request_timeout_s)
     store = _open_store(config)
     options = SyncOptions(
-        mode=args.mode, fold_used_into_reserved=args.fold_used_into_reserved,
-        remove_missing=args.remove_missing,
+        mode=settings.mode, fold_used_into_reserved=settings.fold_used_into_reserved,
+        remove_missing=settings.remove_missing,
     )  # fmt: skip
     try:
         result = sync(store, api, options)
     except PlacementSyncError as exc:
-        print(f"resmon: placement sync failed: {exc.kind}: {exc}", file=sys.stderr)
+        print(f"resmon: placement sync failed: {exc.kind}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     finally:
         store.close()
@@ -532,6 +563,43 @@ def cmd_placement(args: argparse.Namespace) -> int:
         f"{result.conflicts_retried} conflicts retried)"
     )
     return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _placement_status(args: argparse.Namespace) -> int:
+    """``resmon placement status``: the last periodic sync as stored; exits 1 when it failed."""
+    from exporters._sync_status import TASK_NAME
+
+    config = _load(args)
+    store = _open_store(config)
+    try:
+        status = store.task_status(TASK_NAME)
+    finally:
+        store.close()
+    if status is None or status.last_status == "never":
+        configured = (
+            "configured" if config.placement else "no [placement] table in the configuration"
+        )
+        print(f"placement sync: never ran ({configured})")
+        return 0
+
+    def at(value: Any) -> str:
+        return value.isoformat(timespec="seconds") if value else "-"
+
+    rows = [
+        ("STATUS", "LAST ATTEMPT", "LAST SUCCESS", "DURATION", "FAILURES", "HOLDER", "ERROR"),
+        (
+            status.last_status, at(status.last_attempt_at), at(status.last_success_at),
+            f"{status.last_duration_s:.3f}s" if status.last_duration_s is not None else "-",
+            str(status.consecutive_failures), status.holder or "-",
+            f"{status.error_kind}: {status.error_message}" if status.error_kind else "",
+        ),
+    ]  # fmt: skip
+    print(_columns(rows))
+    return 1 if status.last_status == "failed" else 0
 
 
 def cmd_normalise(args: argparse.Namespace) -> int:

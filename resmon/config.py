@@ -14,6 +14,11 @@ Example::
     cpu_allocation_ratio = 4.0
     reserved_host_memory_mb = 512
 
+    [placement]                        # optional: sync into OpenStack Placement (docs/placement.md)
+    cloud = "prod"                     # an entry of clouds.yaml (auth, region, interface, TLS)
+    mode = "nova"
+    interval_s = 300
+
     [[targets]]
     name = "kvm-01"
     collector = "libvirt"
@@ -38,7 +43,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -50,6 +55,7 @@ from resmon.store import DEFAULT_URL, Retention, TargetSpec
 __all__ = [
     "ConfigError",
     "DaemonSettings",
+    "PlacementSettings",
     "ReplicaSettings",
     "ResmonConfig",
     "RetentionSettings",
@@ -224,10 +230,109 @@ class RetentionSettings(_Strict):
         )
 
 
+#: keystoneauth1 plugin options that hold a secret: given by reference only.
+SECRET_AUTH_OPTIONS = frozenset({"password", "application_credential_secret", "token", "passcode"})
+
+
+class PlacementSettings(_Strict):
+    """The ``[placement]`` table: a periodic sync into an OpenStack Placement in ``resmon run``.
+
+    The connection comes either from a ``clouds.yaml`` entry (``cloud``) or from ``auth_type``,
+    ``auth`` and ``secret_env``/``secret_file`` here; ``endpoint``, ``region_name``,
+    ``interface``, ``verify_tls`` and ``ca_bundle`` override what the entry says.
+    """
+
+    cloud: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    #: Placement's URL; else the service catalog's ``placement`` endpoint.
+    endpoint: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
+    #: A keystoneauth1 plugin name (password, v3applicationcredential, ...) or ``noauth`` for
+    #: Placement's ``noauth2`` strategy (tests). Default: ``password``, as in clouds.yaml.
+    auth_type: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    #: The plugin's options (auth_url, username, project_name, ...), never its secret.
+    auth: dict[str, str] = Field(default_factory=dict)
+    #: Where the plugin's secret (password, application_credential_secret) is read from.
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    region_name: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    interface: Literal["public", "internal", "admin"] | None = None
+    verify_tls: bool | None = None
+    ca_bundle: Path | None = None
+    mode: Literal["nova", "standalone"] = "nova"
+    #: Between two syncs. A full sync reads every provider (three requests each): shorter than
+    #: this floor would only load Placement.
+    interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    #: Bound of one whole sync (every request of it included); unset: 120, at most interval_s.
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    #: Bound of one request to Placement or Keystone; unset: 30, at most timeout_s.
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    remove_missing: bool = False
+    #: nova mode: add the use resmon sees (instances Nova does not know) to ``reserved``.
+    fold_used_into_reserved: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlacementSettings:
+        inline = sorted(SECRET_AUTH_OPTIONS & set(self.auth))
+        if inline:
+            raise ValueError(
+                f"auth.{inline[0]}: secrets are not accepted inline: give secret_env (an "
+                "environment variable name) or secret_file (a path), or use a clouds.yaml entry"
+            )
+        if self.cloud and (self.auth_type or self.auth or self.secret_env or self.secret_file):
+            raise ValueError(
+                "give either cloud (a clouds.yaml entry) or auth_type/auth/secret_env/"
+                "secret_file, not both"
+            )
+        if self.secret_env and self.secret_file:
+            raise ValueError("give secret_env or secret_file, not both")
+        if self.auth_type == "noauth" and not self.endpoint:
+            raise ValueError("auth_type 'noauth' needs endpoint (there is no service catalog)")
+        if "timeout_s" not in self.model_fields_set:
+            self.timeout_s = min(self.timeout_s, self.interval_s)
+        if "request_timeout_s" not in self.model_fields_set:
+            self.request_timeout_s = min(self.request_timeout_s, self.timeout_s)
+        if self.timeout_s > self.interval_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s:g}) must not exceed interval_s ({self.interval_s:g})"
+            )
+        if self.request_timeout_s > self.timeout_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s:g}) must not exceed timeout_s "
+                f"({self.timeout_s:g})"
+            )
+        if self.fold_used_into_reserved and self.mode != "nova":
+            raise ValueError(
+                "fold_used_into_reserved applies to mode 'nova' only (standalone writes the use "
+                "as allocations)"
+            )
+        if self.verify_tls is False and self.ca_bundle is not None:
+            raise ValueError("ca_bundle is given but verify_tls is false: TLS would not be checked")
+        return self
+
+    def secret(self) -> str | None:
+        """The secret read from its reference (None when none is configured)."""
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if value is None:
+                raise ConfigError(
+                    f"[placement] secret_env: environment variable {self.secret_env!r} is not set"
+                )
+            return value
+        if self.secret_file:
+            try:
+                return self.secret_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"[placement] secret_file {str(self.secret_file)!r} cannot be read: "
+                    f"{exc.strerror}"
+                ) from None
+        return None
+
+
 class ResmonConfig(_Strict):
     resmon: DaemonSettings = Field(default_factory=DaemonSettings)
     replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    placement: PlacementSettings | None = None
     targets: list[TargetConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -6,6 +6,13 @@ schedule, the API or shutdown. A collection is limited as a whole (building its 
 collecting) by its target's ``timeout_s``: past it, the collection is recorded as a ``timeout``
 failure and its collector is abandoned, so a hung hypervisor never stalls the others.
 
+With a ``[placement]`` table, the daemon also syncs into OpenStack Placement every
+``interval_s`` (:mod:`exporters.placement_periodic`): the sync holds a lease like a target's, so
+one replica runs it, and runs in its own thread, so nothing here ever waits for Placement.
+
+``resmon collect`` runs one round through the same machinery with no store (``store=None``), so
+a collection is bounded the same way whichever command runs it.
+
 On SIGTERM/SIGINT the daemon stops within ``[resmon] shutdown_grace_s``: collections that finish
 within the grace are stored, those still running are dropped (their targets keep what was stored
 before), and nothing waits for an abandoned collector.
@@ -13,6 +20,7 @@ before), and nothing waits for an abandoned collector.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import queue
@@ -24,22 +32,38 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from resmon.config import ConfigError, ResmonConfig, TargetConfig
 from resmon.contract import Collector, IncompatibleContract, ProviderKind, TargetTimeout
 from resmon.leases import Leases, open_leases
 from resmon.registry import CollectorNotFound, load_collector
 from resmon.runner import CollectionOutcome, collect_target
-from resmon.store import Store, StoreWriter, start_pruning
+from resmon.store import Store, StoreWriter, TargetSpec, start_pruning
 
-__all__ = ["ApiBindError", "Daemon", "install_stop_signals", "start_api_server"]
+__all__ = ["ApiBindError", "Daemon", "PeriodicTask", "install_stop_signals", "start_api_server"]
 
 log = logging.getLogger("resmon.daemon")
 
 #: Longest the scheduling loop sleeps: how fast it notices anything not signalled to it.
 _TICK_S = 0.5
+#: How often a due Placement sync looks again whether every target was collected once.
+_SYNC_WAIT_S = 2.0
+
+
+class PeriodicTask(Protocol):
+    """A task of the daemon's own, leased like a target (``spec`` names its row): the Placement
+    sync (:class:`exporters.placement_periodic.PlacementSyncTask`)."""
+
+    spec: TargetSpec
+
+    def waiting(self) -> bool: ...
+    def trigger(self) -> bool: ...
+    def set_lease_held(self, held: bool) -> None: ...
+    def cancel(self) -> None: ...
+    def stop(self, timeout_s: float) -> None: ...
 
 
 class ApiBindError(Exception):
@@ -131,18 +155,25 @@ def install_stop_signals(stop_event: threading.Event) -> None:
 
 
 class Daemon:
-    """Periodic collection of the configured targets into ``store``."""
+    """Periodic collection of the configured targets into ``store``.
+
+    With ``store=None`` nothing is stored and only :meth:`run` with ``once`` is possible (one
+    bounded round whose outcomes are returned). ``dump_native_dir``: each target saves the
+    native data it reads in a subdirectory of that name.
+    """
 
     def __init__(
         self,
         config: ResmonConfig,
-        store: Store,
+        store: Store | None,
         *,
         on_outcome: Callable[[CollectionOutcome], None] | None = None,
         stop_event: threading.Event | None = None,
+        dump_native_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.dump_native_dir = dump_native_dir
         self.on_outcome = on_outcome
         #: Set to stop (a signal handler installed before the daemon existed may set it).
         self.stop_event = stop_event or threading.Event()
@@ -151,9 +182,22 @@ class Daemon:
         self._targets: dict[str, TargetConfig] = {t.name: t for t in config.targets}
         self._instances: dict[str, Collector | None] = {}
         self._pool = _WorkerPool(config.resmon.max_workers)
-        self._writer = StoreWriter(store)
+        self._writer = StoreWriter(store) if store is not None else None
         self._server: Any = None
         self.leases: Leases | None = None
+        #: The periodic Placement sync, with a [placement] table.
+        self.placement: PeriodicTask | None = None
+        if config.placement is not None and store is not None:
+            try:
+                from exporters.placement_periodic import PlacementSyncTask
+            except ImportError as exc:
+                raise ConfigError(
+                    f"[placement] needs the placement extra (pip install 'resmon[placement]'): "
+                    f"{exc}"
+                ) from None
+            self.placement = PlacementSyncTask(
+                store, config.placement, targets=[t.name for t in config.targets]
+            )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -167,20 +211,31 @@ class Daemon:
     def run(self, *, once: bool = False) -> list[CollectionOutcome]:
         """Collect until stopped (or one round with ``once``); returns the outcomes of the
         round when ``once`` is set."""
-        self.store.sync_targets([t.spec() for t in self.config.targets])
+        store = self.store
+        if store is not None:
+            store.sync_targets([t.spec() for t in self.config.targets])
         if once:
             try:
                 return self.run_round()
             finally:
-                self._writer.flush()
+                if self._writer is not None:
+                    self._writer.flush()
                 self.shutdown()
-        # Which targets this daemon collects (all of them, unless replicas share PostgreSQL).
+        if store is None:
+            raise ValueError("a daemon without a store can only collect once")
+        # Which targets this daemon collects (all of them, unless replicas share PostgreSQL), and
+        # whether it runs the Placement sync (a lease like a target's).
+        intervals = {n: t.interval_s for n, t in self._targets.items()}
+        if self.placement is not None:
+            store.sync_targets([self.placement.spec])
+            intervals[self.placement.spec.name] = self.placement.spec.interval_s
         leases = self.leases = open_leases(
-            self.store, {n: t.interval_s for n, t in self._targets.items()},
+            store, intervals,
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
         retention = self.config.retention
-        start_pruning(self.store, retention.policy(), interval_s=retention.interval_s,
+        assert self._writer is not None  # made with the store
+        start_pruning(store, retention.policy(), interval_s=retention.interval_s,
                       stop=self.stop_event, exclusive=self._writer.exclusive)  # fmt: skip
         due: list[_Due] = []
         running: dict[str, _Running] = {}
@@ -219,14 +274,32 @@ class Daemon:
         for name, delay in sorted(self.leases.tick().items()):  # newly held targets
             due[:] = [d for d in due if d.name != name] + [_Due(now + delay, name)]
             heapq.heapify(due)
+        task = self.placement
+        if task is not None:
+            task.set_lease_held(self.leases.holds(task.spec.name))
         while due and due[0].at <= now:
             name = heapq.heappop(due).name
             if not self.leases.holds(name):
                 continue  # given up or lost: its new holder schedules it
+            if task is not None and name == task.spec.name:
+                self._sync_placement(due)
+                continue
             if name not in running and self.leases.start(name):
                 running[name] = self._start(self._targets[name])
             # From the start, not the due time: never two starts within the interval.
             heapq.heappush(due, _Due(time.monotonic() + self._targets[name].interval_s, name))
+
+    def _sync_placement(self, due: list[_Due]) -> None:
+        """The Placement sync is due and its lease is this daemon's: start it in its thread."""
+        task = self.placement
+        assert task is not None and self.leases is not None
+        name, interval = task.spec.name, task.spec.interval_s
+        if task.waiting():  # until every target was collected once
+            heapq.heappush(due, _Due(time.monotonic() + _SYNC_WAIT_S, name))
+            return
+        if self.leases.start(name):
+            task.trigger()
+        heapq.heappush(due, _Due(time.monotonic() + interval, name))
 
     def _sleep(self, due: list[_Due], running: dict[str, _Running]) -> None:
         """Until the next collection is due or the next running one reaches its timeout."""
@@ -244,6 +317,8 @@ class Daemon:
         grace_s = self.config.resmon.shutdown_grace_s
         log.info("stopping within %gs (%d collections running)", grace_s, len(running))
         grace_end = time.monotonic() + grace_s
+        if self.placement is not None:
+            self.placement.cancel()  # no request to Placement starts from now on
         while running and time.monotonic() < grace_end:
             self._reap(running)
             if running:
@@ -251,7 +326,10 @@ class Daemon:
                 self._wake.clear()
         for name in running:
             log.warning("target %s: collection still running at shutdown, dropped", name)
-        self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        if self._writer is not None:
+            self._writer.close(max(grace_end - time.monotonic(), 0.0))
+        if self.placement is not None:
+            self.placement.stop(grace_end - time.monotonic())
         closer = threading.Thread(target=self.shutdown, name="resmon-close", daemon=True)
         closer.start()
         closer.join(timeout=max(grace_end - time.monotonic(), 0.5))
@@ -281,7 +359,11 @@ class Daemon:
         started_at = datetime.now(UTC)
         try:
             collector_cls = load_collector(target_config.collector)
-            target = target_config.resolve()
+            dump_dir = None
+            if self.dump_native_dir is not None:
+                dump_dir = self.dump_native_dir / target_config.name
+                dump_dir.mkdir(parents=True, exist_ok=True)
+            target = target_config.resolve(dump_native_dir=dump_dir)
         except (CollectorNotFound, IncompatibleContract, ConfigError) as exc:
             kind = "incompatible_contract" if isinstance(exc, IncompatibleContract) else "config"
             return (
@@ -324,6 +406,8 @@ class Daemon:
             elif (deadline := job.deadline(timeout_s)) is not None and now >= deadline:
                 outcome = self._timeout(target_config, job, job.took(now))
                 self._instances[name] = None
+                # Abandoned, not forgotten: a collector that still returns is closed then.
+                job.future.add_done_callback(functools.partial(self._close_abandoned, name))
             else:
                 continue
             del running[name]
@@ -359,6 +443,16 @@ class Daemon:
             error_message=f"{type(exc).__name__}: {exc}",
         )
 
+    def _close_abandoned(
+        self, name: str, done: Future[tuple[CollectionOutcome, Collector | None]]
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        _, instance = done.result()
+        if instance is not None:
+            log.debug("target %s: closing a collector that returned after its timeout", name)
+            self._close_late(name, instance)
+
     def _close_late(self, name: str, instance: Collector) -> None:
         try:
             instance.close()
@@ -377,7 +471,8 @@ class Daemon:
                 "target %s: failed after %.3fs: %s: %s",
                 outcome.target, outcome.duration_s, outcome.error_kind, outcome.error_message,
             )  # fmt: skip
-        self._writer.submit(target_config.spec(), outcome)
+        if self._writer is not None:
+            self._writer.submit(target_config.spec(), outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
@@ -386,9 +481,9 @@ class Daemon:
     def start_server(self) -> None:
         """Serve the API and /metrics on the configured address in a background thread."""
         address = self.config.resmon.listen_address()
-        if address is None:
+        if address is None or self.store is None:
             return
-        self._server = start_api_server(self.config, self.store, address)
+        self._server = start_api_server(self.config, self.store, address, placement=self.placement)
 
     def stop_server(self) -> None:
         if self._server is not None:
@@ -413,8 +508,16 @@ def _bind(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int]) -> Any:
-    """Start uvicorn with the exporters' app in a daemon thread; returns the server.
+def start_api_server(
+    config: ResmonConfig,
+    store: Store,
+    address: tuple[str, int],
+    *,
+    placement: PeriodicTask | None = None,
+) -> Any:
+    """Start uvicorn with the exporters' app in a daemon thread; returns the server. With
+    ``placement`` (the daemon's Placement sync task), ``/metrics`` and ``/v1/placement/status``
+    show its syncs.
 
     The socket is bound here, before anything is collected, so an address in use is an error
     the caller sees (:class:`ApiBindError`) rather than a server thread that quietly died.
@@ -428,6 +531,7 @@ def start_api_server(config: ResmonConfig, store: Store, address: tuple[str, int
         store,
         api_tokens=config.resmon.api_tokens(),
         stale_after_s=config.resmon.stale_after_s,
+        placement=placement,
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)

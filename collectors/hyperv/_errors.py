@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import defusedxml.ElementTree as DET
 import requests
 import spnego.exceptions
+import urllib3.exceptions
 import winrm.exceptions
 from defusedxml import DefusedXmlException
 
@@ -163,6 +164,14 @@ def _not_http(exc: requests.exceptions.ConnectionError) -> bool:
     return any(isinstance(arg, http.client.HTTPException) for arg in getattr(inner, "args", ()))
 
 
+def _timed_out(exc: requests.exceptions.ConnectionError) -> bool:
+    """requests turns urllib3's MaxRetryError into ConnectionError unless its reason is one of a
+    few it names; a read that timed out (``ReadTimeoutError``, e.g. during the TLS handshake or
+    before the status line) arrives so."""
+    inner = exc.args[0] if exc.args else None
+    return isinstance(getattr(inner, "reason", None), urllib3.exceptions.ReadTimeoutError)
+
+
 def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
     """The contract error for one native exception, or None when it is not a native one."""
     # pywinrm, most specific first.
@@ -192,6 +201,10 @@ def _translate(exc: BaseException, target: str | None) -> CollectorError | None:
         code = exc.response.status_code if exc.response is not None else 0
         return _http_status_error(code, f"HTTP {code}", target)
     if isinstance(exc, requests.exceptions.ConnectionError):
+        if _timed_out(exc):
+            return TargetTimeout(
+                f"no answer within the timeout: {_first_lines(str(exc), 300)}", target=target
+            )
         if _not_http(exc):
             return TargetUnreachable(
                 f"protocol error: the port did not answer with HTTP (is it a WinRM listener?): "

@@ -164,6 +164,8 @@ class LibvirtCollector(Collector):
         self.log = logger
         self._info = CollectorInfo(name=self.name, version=self.version)
         self._conn: Any = None
+        #: Shuts the connection's socket down (TCP transports): see _drop_connection.
+        self._shut_down: Callable[[], None] | None = None
         self._facts: _ConnectionFacts | None = None
         #: Per-cycle reads may skip the worker thread (keepalive on, or an in-process driver).
         self._direct = False
@@ -221,7 +223,7 @@ class LibvirtCollector(Collector):
         )
 
     def close(self) -> None:
-        conn, self._conn, self._facts = self._conn, None, None
+        conn, self._conn, self._facts, self._shut_down = self._conn, None, None, None
         if conn is not None:
             try:
                 conn.close()
@@ -257,7 +259,7 @@ class LibvirtCollector(Collector):
 
             return guarded
 
-        self._conn = open_with_deadline(
+        self._conn, self._shut_down = open_with_deadline(
             target.url,
             username=target.username,
             password=target.password,
@@ -278,8 +280,16 @@ class LibvirtCollector(Collector):
             self.log.debug("keepalive not available on %s", target.url)
 
     def _drop_connection(self) -> None:
-        """Forget a connection that failed or hung; close it without waiting for it."""
+        """Forget a connection that failed or hung; close it without waiting for it.
+
+        Its socket is shut down first: a call abandoned in a worker thread (past the timeout, on
+        a link that still trickles bytes) fails at once instead of holding the thread and the
+        socket until its answer has crawled in.
+        """
         conn, self._conn, self._facts = self._conn, None, None
+        shut_down, self._shut_down = self._shut_down, None
+        if shut_down is not None:
+            shut_down()
         if conn is not None:
             threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
 

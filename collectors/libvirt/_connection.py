@@ -14,8 +14,12 @@ opening one: against a peer that accepts and never answers, ``virConnectOpen`` b
 When an open over a TCP transport (tcp, tls, libssh, libssh2) times out, its socket is found in
 ``/proc/self`` (a socket created during the attempt, connected to the URI's host and port; opens
 to one endpoint take turns so no other attempt can own such a socket) and shut down: libvirt
-reads end-of-file, the open fails, and its thread and socket are gone. The ssh transport runs
-``ssh``, whose ``ServerAliveInterval`` ends a hung session; local sockets are not guarded.
+reads end-of-file, the open fails, and its thread and socket are gone. The socket of an open
+that succeeded is remembered the same way: a connection given up later (a read past the timeout
+on a link that still trickles bytes, which keepalive cannot tell from a healthy one) is shut
+down too, so the read abandoned in its thread ends at once instead of when the last byte
+arrives. The ssh transport runs ``ssh``, whose ``ServerAliveInterval`` ends a hung session;
+local sockets are not guarded.
 """
 
 from __future__ import annotations
@@ -181,6 +185,8 @@ class _OpenAttempt:
         self.addresses: set[str] = set()
         self.sockets_before: set[int] = set()
         self.abandoned = threading.Event()
+        #: Inodes of the socket(s) the open connected, once it succeeded.
+        self.opened: set[int] = set()
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -198,12 +204,29 @@ class _OpenAttempt:
             self.sockets_before = set(_socket_fds())
             yield
 
-    def shut_down(self) -> None:
-        self.abandoned.set()
+    def _new_sockets(self) -> dict[int, int]:
+        """Inode → descriptor of the sockets to the endpoint created during this attempt."""
         peers = _tcp_peers()
+        found = {}
         for inode, fd in _socket_fds().items():
             address, port = peers.get(inode, ("", 0))
             if inode not in self.sockets_before and port == self.port and address in self.addresses:
+                found[inode] = fd
+        return found
+
+    def remember_opened(self) -> None:
+        """Called within the turn once the open succeeded: its socket is the new one."""
+        self.opened = set(self._new_sockets())
+
+    def shut_down(self) -> None:
+        self.abandoned.set()
+        for inode, fd in self._new_sockets().items():
+            _shut_down_socket(fd, inode)
+
+    def shut_down_opened(self) -> None:
+        """Shut down the socket of the connection this attempt opened (if still open)."""
+        for inode, fd in _socket_fds().items():
+            if inode in self.opened:
                 _shut_down_socket(fd, inode)
 
 
@@ -235,11 +258,12 @@ def open_with_deadline(
     target: str,
     guard: Callable[[Callable[[], Any]], Callable[[], Any]],
     on_abandon: Callable[[Any], object],
-) -> Any:
+) -> tuple[Any, Callable[[], None] | None]:
     """Open ``uri`` within ``timeout_s``; an open that hangs is unblocked and leaves nothing.
 
     ``guard`` wraps the opening call (error mapping); ``on_abandon`` closes a connection that
-    opened after the caller gave up.
+    opened after the caller gave up. Returns the connection and, for TCP transports, what shuts
+    its socket down (to unblock every call still waiting on a connection given up).
     """
     endpoint = _tcp_endpoint(uri)
     attempt = _OpenAttempt(endpoint) if endpoint is not None else None
@@ -248,9 +272,11 @@ def open_with_deadline(
         if attempt is None:
             return open_connection(uri, username=username, password=password, read_only=read_only)
         with attempt.turn():
-            return open_connection(uri, username=username, password=password, read_only=read_only)
+            conn = open_connection(uri, username=username, password=password, read_only=read_only)
+            attempt.remember_opened()
+            return conn
 
-    return call_with_deadline(
+    conn = call_with_deadline(
         guard(opening),
         timeout_s=timeout_s,
         what=f"connecting to {uri}",
@@ -258,6 +284,7 @@ def open_with_deadline(
         on_abandon=on_abandon,
         unblock=attempt.shut_down if attempt is not None else None,
     )
+    return conn, attempt.shut_down_opened if attempt is not None else None
 
 
 def open_connection(

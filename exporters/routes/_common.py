@@ -3,7 +3,7 @@ stored rows into response models."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -17,6 +17,7 @@ from .._api_models import AnomalyOut, CollectionStatus, HostSummary, InventoryRe
 from .._candidates import CandidateIndex
 from .._params import encode_host_ref
 from .._queries import TargetStatus, aware, inventories_of, target_statuses
+from .._sync_status import SyncStatus
 
 __all__ = [
     "MAX_LIMIT",
@@ -43,6 +44,8 @@ class ApiContext:
     store: Store
     stale_after_s: float | None
     candidate_index: CandidateIndex = field(default_factory=CandidateIndex)
+    #: The Placement sync this process runs, if any (``resmon run`` with ``[placement]``).
+    placement_status: Callable[[], SyncStatus] | None = None
     _head_revision: str | None = None
 
     def statuses(self, session: Session) -> dict[int, TargetStatus]:

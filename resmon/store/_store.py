@@ -53,10 +53,12 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
     "BoundedReads",
+    "INTERNAL_PREFIX",
     "Store",
     "StoreError",
     "StoreHealth",
     "TargetSpec",
+    "TaskStatus",
     "alembic_directory",
     "migration_head",
     "redact_url",
@@ -80,6 +82,13 @@ _CHILDREN: tuple[type[models.Inventory | models.HostTrait | models.SupportedInst
 MIGRATION_LOCK_KEY = 0x7265736D6F6E0001
 
 
+#: Rows of ``targets`` whose name starts with this are the daemon's own periodic tasks (a
+#: configured target's name cannot hold it): they take leases like targets, so one replica runs
+#: each, and keep their status in the target columns, but are no target anyone collects and are
+#: left out of every list of targets.
+INTERNAL_PREFIX = "#"
+
+
 class StoreError(Exception):
     """The database refused a write or cannot be reached; nothing of that write was kept."""
 
@@ -92,6 +101,22 @@ class TargetSpec:
     collector: str
     url: str
     interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """The last run of an internal task (see :data:`INTERNAL_PREFIX`), as stored."""
+
+    name: str
+    last_status: str
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_duration_s: float | None
+    error_kind: str | None
+    error_message: str | None
+    consecutive_failures: int
+    #: The replica holding the task's lease now, if any (PostgreSQL replicas only).
+    holder: str | None
 
 
 def alembic_directory() -> Path:
@@ -538,6 +563,51 @@ class Store:
         row.collector, row.url, row.interval_s = spec.collector, spec.url, spec.interval_s
         return row
 
+    def record_task(
+        self,
+        spec: TargetSpec,
+        *,
+        duration_s: float,
+        error_kind: str | None,
+        error_message: str | None,
+    ) -> None:
+        """Store how an internal task's run went in its row (no run history is kept)."""
+        if not spec.name.startswith(INTERNAL_PREFIX):
+            raise ValueError(f"{spec.name!r} is not an internal task's name")
+        with self._write() as session:
+            row = self._target_row(session, spec)
+            finished = datetime.now(UTC)
+            row.last_attempt_at = finished
+            row.last_duration_s = duration_s
+            row.last_error_kind = error_kind
+            row.last_error_message = error_message
+            if error_kind is None:
+                row.last_status = "success"
+                row.last_success_at = finished
+                row.consecutive_failures = 0
+            else:
+                row.last_status = "failed"
+                row.consecutive_failures = (row.consecutive_failures or 0) + 1
+
+    def task_status(self, name: str) -> TaskStatus | None:
+        """An internal task's last run and its lease holder; None if it never ran here."""
+        leases = models.TargetLease
+        with self.session() as session:
+            row = session.scalars(select(models.Target).where(models.Target.name == name)).first()
+            if row is None:
+                return None
+            holder = session.scalar(
+                select(leases.holder).where(
+                    leases.target_id == row.id, leases.expires_at > func.now()
+                )
+            )
+            return TaskStatus(
+                name=row.name, last_status=row.last_status, last_attempt_at=row.last_attempt_at,
+                last_success_at=row.last_success_at, last_duration_s=row.last_duration_s,
+                error_kind=row.last_error_kind, error_message=row.last_error_message,
+                consecutive_failures=row.consecutive_failures or 0, holder=holder,
+            )  # fmt: skip
+
     def _record(self, session: Session, spec: TargetSpec, outcome: CollectionOutcome) -> int:
         target = self._target_row(session, spec)
         finished = datetime.now(UTC)
@@ -775,8 +845,15 @@ class Store:
     # -- reads used by the CLI -------------------------------------------------------------
 
     def targets(self) -> list[models.Target]:
+        """The targets (never the internal tasks), by name."""
         with self.session() as session:
-            return list(session.scalars(select(models.Target).order_by(models.Target.name)))
+            return list(
+                session.scalars(
+                    select(models.Target)
+                    .where(~models.Target.name.startswith(INTERNAL_PREFIX, autoescape=True))
+                    .order_by(models.Target.name)
+                )
+            )
 
     def host_counts(self) -> dict[str, int]:
         """Providers currently stored per target name (targets without any are absent)."""

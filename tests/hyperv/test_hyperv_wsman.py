@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests.exceptions
+import urllib3.exceptions
 import winrm.exceptions
 import winrm.transport
 
@@ -335,6 +336,12 @@ def test_every_native_exception_is_mapped(exc: BaseException) -> None:
         (requests.exceptions.ReadTimeout("slow"), TargetTimeout),
         (requests.exceptions.SSLError("bad cert"), TargetUnreachable),
         (requests.exceptions.ConnectionError("refused"), TargetUnreachable),
+        # What requests raises when a read times out before the answer starts (seen on a link
+        # that trickles the TLS handshake): the timeout inside a ConnectionError.
+        (requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(
+            None, "/wsman",  # type: ignore[arg-type]
+            urllib3.exceptions.ReadTimeoutError(None, "/wsman", "Read timed out."),  # type: ignore[arg-type]
+        )), TargetTimeout),
         (ConnectionRefusedError(), TargetUnreachable),
     ],
 )  # fmt: skip

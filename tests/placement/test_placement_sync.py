@@ -9,6 +9,7 @@ import random
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,11 @@ def placement_bin() -> Path:
     return tool_venv("placement-server", HERE / "server-requirements.txt")
 
 
-@pytest.fixture
-def placement(placement_bin: Path, tmp_path: Path) -> Iterator[str]:
-    """A fresh Placement (its own database) on a loopback port; yields its URL."""
+@contextmanager
+def running_placement(
+    placement_bin: Path, tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A fresh Placement (its own database) on a loopback port; yields its URL and process."""
     conf_dir = tmp_path / "placement"
     conf_dir.mkdir()
     (conf_dir / "placement.conf").write_text(CONFIG.format(db=conf_dir / "placement.db"))
@@ -79,11 +82,18 @@ def placement(placement_bin: Path, tmp_path: Path) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"Placement did not start: {(tmp_path / 'placement.log').read_text()}")
             time.sleep(0.25)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def placement(placement_bin: Path, tmp_path: Path) -> Iterator[str]:
+    """A fresh Placement (its own database) on a loopback port; yields its URL."""
+    with running_placement(placement_bin, tmp_path) as (url, _process):
+        yield url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any, Self
 import pytest
 
 from resmon.cli import main
+from resmon.config import ResmonConfig
 from resmon.contract import HostReport, Target
 from resmon.contract.testing import FakeCollector
+from resmon.daemon import Daemon
 from resmon.registry import register, unregister
 from resmon.store import Store
 
@@ -52,8 +55,19 @@ def collectors() -> Iterator[None]:
     unregister(_Slow.name)
 
 
+#: ``resmon run --once`` and ``resmon collect --once`` bound a collection alike (``--store`` makes
+#: the second record its run).
+COMMANDS = {
+    "run": ["run", "--once"],
+    "collect": ["collect", "--once", "--store", "--format", "json"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("collector", [_SlowBothHalves.name, _Slow.name])
-def test_the_whole_collection_is_limited_by_timeout_s(tmp_path: Path, collector: str) -> None:
+def test_the_whole_collection_is_limited_by_timeout_s(
+    tmp_path: Path, collector: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     config = tmp_path / "resmon.toml"
     config.write_text(f"""
@@ -67,10 +81,41 @@ url = "fake://1"
 interval_s = 60
 timeout_s = {TIMEOUT_S}
 """)
-    assert main(["run", "--once", "--config", str(config)]) == 1
+    assert main([*COMMANDS[command], "--config", str(config)]) == 1
+    assert f"target t ({collector}) failed: timeout" in capsys.readouterr().err
     store = Store(db)
     [run] = store.runs("t")
     store.close()
     assert run.status == "failed" and run.error_kind == "timeout"
     # Given up at the limit, not at the limit plus some grace.
     assert TIMEOUT_S <= run.duration_s < TIMEOUT_S + 0.5
+
+
+class _LateCloseable(FakeCollector):
+    """Collects for twice the timeout, then returns a working collector; says when closed."""
+
+    name = "late-closeable"
+    closed = threading.Event()
+
+    def collect(self) -> list[HostReport]:
+        time.sleep(self.target.timeout_s * 2)
+        return super().collect()
+
+    def close(self) -> None:
+        type(self).closed.set()
+
+
+def test_a_collector_returning_after_its_timeout_is_closed(tmp_path: Path) -> None:
+    """The daemon gave up on it; when it does return, its session must not be left open."""
+    register(_LateCloseable)
+    try:
+        config = ResmonConfig.model_validate({
+            "resmon": {"database_url": f"sqlite:///{tmp_path / 'r.db'}", "listen": ""},
+            "targets": [{"name": "t", "collector": _LateCloseable.name, "url": "fake://1",
+                         "interval_s": 60, "timeout_s": TIMEOUT_S}],
+        })  # fmt: skip
+        [outcome] = Daemon(config, None).run(once=True)
+        assert outcome.error_kind == "timeout"
+        assert _LateCloseable.closed.wait(30), "the late collector was never closed"
+    finally:
+        unregister(_LateCloseable.name)
