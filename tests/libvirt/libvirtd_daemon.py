@@ -109,6 +109,12 @@ def start(uri: str = SYSTEM_URI) -> Daemon:
             if time.monotonic() > deadline:
                 raise DaemonUnavailable(f"libvirtd started but {uri} does not answer")
             time.sleep(0.5)
+        # A libvirtd that just started probes QEMU on the first request for capabilities
+        # (seconds, a minute on a loaded machine). A host's long-running libvirtd has done that
+        # long ago: do it here, so tests with a short timeout_s meet the daemon they model.
+        subprocess.run(
+            ["virsh", "-c", uri, "capabilities"], capture_output=True, timeout=300, check=True
+        )
     except (DaemonUnavailable, subprocess.SubprocessError, OSError):
         stop(daemon)
         raise
