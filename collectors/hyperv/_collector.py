@@ -226,15 +226,16 @@ class HypervCollector(Collector):
         transport = self._protocol.transport
         if not isinstance(transport, DeadlineTransport):  # a Protocol given by the caller
             return self._run_script()
-        with transport.deadline(target.timeout_s) as expired:
+        # The cleanup (signal, delete the shell) gets as long again as the exchange had.
+        with transport.deadline(target.timeout_s, grace_s=target.timeout_s) as expired:
             try:
                 return self._run_script()
             except CollectorError as exc:
                 if not expired.is_set() or isinstance(exc, TargetTimeout):
                     raise
                 raise TargetTimeout(
-                    f"no complete answer within {target.timeout_s:g}s (the link delivers, but "
-                    "too slowly); the session's connections were shut down",
+                    f"the WinRM exchange did not finish within {target.timeout_s:g}s (the host "
+                    "or the link is too slow); its connections were shut down",
                     target=target.name,
                 ) from exc
 

@@ -5,8 +5,9 @@ and then, every read succeeds and a collection runs far past the target's timeou
 thread and socket. So the session's connections record their sockets when they connect (the
 raw socket, before any TLS handshake: the TLS socket takes over its descriptor), and when the
 deadline passes a timer shuts every one of them down (``shutdown`` wakes a ``recv`` or a
-handshake blocked in another thread; the owner still closes the descriptor). A socket that
-connects after the deadline (pywinrm's cleanup requests) is shut down at once.
+handshake blocked in another thread; the owner still closes the descriptor). The cleanup that
+follows (signal the command, delete the shell: a host keeps a user's shells up to a quota) opens
+new connections; they get a grace as long again, then they are shut down too.
 """
 
 from __future__ import annotations
@@ -44,23 +45,28 @@ def _shut_down(fd: int, inode: int) -> None:
 
 
 class _Sockets:
-    """The sockets a session's connections opened, shut down at once when the deadline passed."""
+    """The sockets a session's connections opened, to shut down when a deadline passes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._opened: set[tuple[int, int]] = set()
+        #: The deadline passed: the sockets open then were shut down.
         self.expired = threading.Event()
+        #: The cleanup's grace passed too: every socket, even one opened later, is shut down.
+        self._refused = threading.Event()
 
     def record(self, sock: socket.socket) -> None:
         fd = sock.fileno()
         entry = (fd, os.fstat(fd).st_ino)
         with self._lock:
             self._opened.add(entry)
-        if self.expired.is_set():
+        if self._refused.is_set():
             _shut_down(*entry)
 
-    def expire(self) -> None:
+    def shut_down(self, *, refuse_new: bool) -> None:
         self.expired.set()
+        if refuse_new:
+            self._refused.set()
         with self._lock:
             opened = list(self._opened)
         for entry in opened:
@@ -69,6 +75,7 @@ class _Sockets:
     def start(self) -> None:
         """A new deadline: forget the sockets closed since (their descriptor is gone or reused)."""
         self.expired.clear()
+        self._refused.clear()
         with self._lock:
             self._opened = {entry for entry in self._opened if _still_open(*entry)}
 
@@ -134,15 +141,23 @@ class DeadlineTransport(winrm.transport.Transport):
         return session
 
     @contextmanager
-    def deadline(self, seconds: float) -> Iterator[threading.Event]:
-        """Within the block, the session's sockets are shut down once ``seconds`` have passed;
-        the event yielded tells whether that happened. The timer ends with the block."""
-        self._sockets.start()
-        timer = threading.Timer(seconds, self._sockets.expire)
-        timer.daemon = True
-        timer.start()
+    def deadline(self, seconds: float, grace_s: float) -> Iterator[threading.Event]:
+        """Within the block, the session's sockets are shut down once ``seconds`` have passed,
+        and again, with any opened since, ``grace_s`` later (the cleanup's allowance). The event
+        yielded tells whether the deadline passed. The watching thread ends with the block."""
+        sockets, stop = self._sockets, threading.Event()
+        sockets.start()
+
+        def watch() -> None:
+            if not stop.wait(seconds):
+                sockets.shut_down(refuse_new=False)
+                if not stop.wait(grace_s):
+                    sockets.shut_down(refuse_new=True)
+
+        watcher = threading.Thread(target=watch, name="winrm-deadline", daemon=True)
+        watcher.start()
         try:
-            yield self._sockets.expired
+            yield sockets.expired
         finally:
-            timer.cancel()
-            timer.join()
+            stop.set()
+            watcher.join()
