@@ -24,6 +24,12 @@ request: one host, and per requested class the provider that supplies it, the ho
 of its sharing providers, within that provider's free amount and unit limits. Every combination
 is an answer (a host with local DISK_GB and a shared datastore gives two). Required traits are
 looked for on the host and the providers of the answer together, forbidden ones on none of them.
+
+Answers are produced lazily (:meth:`CandidateIndex.answers`), so that a caller filtering them
+further (the ``/placement`` API) stops at its limit instead of computing every answer. The body
+of ``/v1/candidates`` is written from JSON fragments each provider keeps for its lifetime (its ids
+and inventories never change while it is in the index): encoding them for every answer cost more
+than the search itself.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import json
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +58,7 @@ __all__ = [
     "CandidateIndex",
     "IndexedCandidate",
     "IndexedHost",
-    "candidate_json",
+    "candidates_body",
     "target_generations",
 ]
 
@@ -89,6 +96,15 @@ class IndexedHost:
     limits: dict[str, tuple[int, int, int, int, int]]
     provider_kind: str = "compute_host"
     sharers: tuple[int, ...] = ()
+    #: Per class, Placement's provider summary: ``{"capacity": ..., "used": ...}``.
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: This provider's parts of a ``/v1/candidates`` body already encoded, by target name
+    #: (a host object lives as long as its target's rows are unchanged, so they never go stale).
+    fragments: dict[str, tuple[str, str, str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    #: Its ``usage`` and traits as a ``/placement`` provider summary has them, encoded.
+    summary_fragments: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def supplies(self, resource_class: str, amount: int) -> bool:
         limit = self.limits.get(resource_class)
@@ -179,6 +195,21 @@ class CandidateIndex:
         that inventory row, then the host (the order of the SQL when no sharing provider takes
         part); the answers of one host and supplier of the first class in a stable order.
         """
+        return list(itertools.islice(self.answers(session, query, targets), query.limit))
+
+    def answers(
+        self,
+        session: Session,
+        query: CandidateQuery,
+        targets: Collection[TargetStatus],
+        *,
+        host_supplies: bool = False,
+    ) -> Iterator[IndexedCandidate]:
+        """Every answer of :meth:`search` in its order, found as they are taken (``limit`` is
+        not applied): a caller that drops some takes more without searching twice.
+
+        ``host_supplies``: only answers in which the host supplies some class (Placement lists
+        an answer made of sharing providers alone once, on its own; see placement_api)."""
         snapshot = self._current(session, {t.id: t.last_run_id for t in targets})
         fresh_target_ids = None if query.include_stale else {t.id for t in targets if not t.stale}
         resource_class, amount = query.resources[0]
@@ -193,15 +224,17 @@ class CandidateIndex:
             self._local_answers(snapshot, query, local, fresh_target_ids)
         ]
         shared_entries = snapshot.sharer_entries.get(resource_class)
-        if shared_entries:
+        if shared_entries and not (host_supplies and len(query.resources) == 1):
             walk = self._walk(shared_entries, amount, most_free)
-            streams.append(self._shared_answers(snapshot, query, walk, fresh_target_ids))
+            streams.append(
+                self._shared_answers(snapshot, query, walk, fresh_target_ids, host_supplies)
+            )
         answers = (
             streams[0]
             if len(streams) == 1
             else heapq.merge(*streams, key=_entry_key, reverse=most_free)
         )
-        return [candidate for _, candidate in itertools.islice(answers, query.limit)]
+        return (candidate for _, candidate in answers)
 
     def sharing_providers(
         self, session: Session, targets: Collection[TargetStatus]
@@ -256,8 +289,10 @@ class CandidateIndex:
         query: CandidateQuery,
         walk: Iterable[_Entry],
         fresh_target_ids: set[int] | None,
+        host_supplies: bool = False,
     ) -> Iterator[tuple[_Entry, IndexedCandidate]]:
-        """Answers in which a sharing provider supplies the first class."""
+        """Answers in which a sharing provider supplies the first class (and the host some
+        other one, with ``host_supplies``)."""
         required, forbidden, rest = query.required, query.forbidden, query.resources[1:]
         hosts, sharers = snapshot.hosts, snapshot.sharers
         descending = query.order == "most_free"
@@ -274,6 +309,8 @@ class CandidateIndex:
                     continue
                 attached = [sharers[pk] for pk in host.sharers]
                 for sources in _combinations(host, (sharer,), attached, rest):
+                    if host_supplies and not any(s is host for s in sources):
+                        continue
                     if _traits_fit(host, sources, required, forbidden):
                         yield (free, row_id, host_pk), IndexedCandidate(host, sources)
 
@@ -460,35 +497,78 @@ def _load(session: Session, target_ids: list[int]) -> dict[int, _Target]:
             traits=frozenset(traits.get(pk, ())), instances=frozenset(instances.get(pk, ())),
             inventories=inventories.get(pk, {}), limits=limits.get(pk, {}), provider_kind=kind,
             sharers=tuple(sorted(attached.get((target_id, host_id), ()))),
+            usage={rc: {"capacity": r["capacity"], "used": r["used"]}
+                   for rc, r in inventories.get(pk, {}).items()},
         )  # fmt: skip
         (sharers if kind == "shared_storage" else hosts)[target_id].append(provider)
     return {t: _target(hosts[t], sharers[t]) for t in target_ids}
 
 
-def candidate_json(
-    candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: TargetStatus
-) -> dict[str, Any]:
-    """One ``/v1/candidates`` answer as plain JSON (the API's ``CandidateOut``): building models
-    for hundreds of candidates would cost more than the search."""
+def candidates_body(
+    found: Iterable[IndexedCandidate],
+    resources: tuple[tuple[str, int], ...],
+    targets: Mapping[int, TargetStatus],
+) -> bytes:
+    """The ``/v1/candidates`` body (``CandidateList``), as Starlette's JSONResponse encodes
+    it. Each provider's unchanging parts (its ids, names and inventories) are encoded once and
+    kept with it: encoding them again for every answer cost more than the search."""
+    parts = []
+    for candidate in found:
+        target = targets[candidate.host.target_id]
+        parts.append(_candidate_text(candidate, resources, target.name, target.stale))
+    return ('{"candidates":[' + ",".join(parts) + "]}").encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _fragments(provider: IndexedHost, target: str) -> tuple[str, str, str, str]:
+    """``(id, ids, inventories, as_sharer)``: the provider's API id, its id fields encoded
+    (without braces), its inventories encoded, and the id fields it has as a sharing provider
+    of an answer (without braces)."""
+    cached = provider.fragments.get(target)
+    if cached is None:
+        ref = encode_host_ref(target, provider.host_id)
+        ids = _dumps({
+            "id": ref, "target": target, "host_id": provider.host_id,
+            "hostname": provider.hostname, "parent_id": provider.parent_id,
+            "hv_type": provider.hv_type, "arch": provider.arch,
+        })[1:-1]  # fmt: skip
+        as_sharer = _dumps({"id": ref, "host_id": provider.host_id, "hostname": provider.hostname})[
+            1:-1
+        ]
+        cached = (ref, ids, _dumps(provider.inventories), as_sharer)
+        provider.fragments[target] = cached
+    return cached
+
+
+def _candidate_text(
+    candidate: IndexedCandidate, resources: tuple[tuple[str, int], ...], target: str, stale: bool
+) -> str:
+    # Resource class names (os-resource-classes or CUSTOM_[A-Z0-9_]+, checked when parsed),
+    # API ids (base64url) and integers need no escaping: written as they are.
     host = candidate.host
-    requested: dict[str, dict[str, Any]] = {}
-    shared: dict[int, dict[str, Any]] = {}
+    requested = []
+    shared: dict[int, tuple[IndexedHost, list[str]]] = {}
     for (resource_class, amount), source in zip(resources, candidate.sources, strict=True):
-        source_id = encode_host_ref(target.name, source.host_id)
         free = source.inventories[resource_class]["free"]
-        requested[resource_class] = {
-            "requested": amount, "free": free, "free_after": free - amount, "provider": source_id,
-        }  # fmt: skip
+        requested.append(
+            f'"{resource_class}":{{"requested":{amount},"free":{free},'
+            f'"free_after":{free - amount},"provider":"{_fragments(source, target)[0]}"}}'
+        )
         if source is not host:
-            entry = shared.setdefault(source.pk, {
-                "id": source_id, "host_id": source.host_id, "hostname": source.hostname,
-                "resources": {}, "inventories": source.inventories,
-            })  # fmt: skip
-            entry["resources"][resource_class] = amount
-    return {
-        "id": encode_host_ref(target.name, host.host_id), "target": target.name,
-        "host_id": host.host_id, "hostname": host.hostname, "parent_id": host.parent_id,
-        "hv_type": host.hv_type, "arch": host.arch, "stale": target.stale,
-        "resources": requested, "inventories": host.inventories,
-        "sharing_providers": list(shared.values()),
-    }  # fmt: skip
+            shared.setdefault(source.pk, (source, []))[1].append(f'"{resource_class}":{amount}')
+    _, ids, inventories, _ = _fragments(host, target)
+    sharing = []
+    for source, amounts in shared.values():
+        _, _, source_inventories, as_sharer = _fragments(source, target)
+        sharing.append(
+            "{" + as_sharer + ',"resources":{' + ",".join(amounts) + '},"inventories":'
+            + source_inventories + "}"
+        )  # fmt: skip
+    return (
+        "{" + ids + ',"stale":' + ("true" if stale else "false") + ',"resources":{'
+        + ",".join(requested) + '},"inventories":' + inventories + ',"sharing_providers":['
+        + ",".join(sharing) + "]}"
+    )  # fmt: skip

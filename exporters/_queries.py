@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ScalarSelect, Select, and_, exists, func, literal, select
+from sqlalchemy import ScalarSelect, Select, and_, bindparam, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from resmon.store import INTERNAL_PREFIX
@@ -98,25 +98,26 @@ def latest_run_id() -> ScalarSelect[Any]:
     return select(func.max(RUNS.c.id)).where(RUNS.c.target_id == T.c.id).scalar_subquery()
 
 
+#: Every target with its latest run and current lease holder (built once: every API request
+#: runs it, and building and keying the statement cost as much as running it on SQLite).
+_STATUSES = select(
+    T.c.id, T.c.name, T.c.collector, T.c.url, T.c.interval_s, T.c.last_status,
+    T.c.last_error_kind, T.c.last_error_message, T.c.last_attempt_at,
+    T.c.last_success_at, T.c.last_duration_s, T.c.consecutive_failures,
+    latest_run_id().label("last_run_id"),
+    select(LEASES.c.holder)
+    .where(LEASES.c.target_id == T.c.id, LEASES.c.expires_at > bindparam("now"))
+    .scalar_subquery().label("replica"),
+).where(~T.c.name.startswith(INTERNAL_PREFIX, autoescape=True)).order_by(T.c.name)  # fmt: skip
+
+
 def target_statuses(
     session: Session, *, now: datetime | None = None, stale_after_s: float | None = None
 ) -> list[TargetStatus]:
     """Every target ordered by name, with its staleness as of ``now`` (internal tasks, which
     have rows like targets, are left out)."""
     now = now or datetime.now(UTC)
-    rows = session.execute(
-        select(
-            T.c.id, T.c.name, T.c.collector, T.c.url, T.c.interval_s, T.c.last_status,
-            T.c.last_error_kind, T.c.last_error_message, T.c.last_attempt_at,
-            T.c.last_success_at, T.c.last_duration_s, T.c.consecutive_failures,
-            latest_run_id().label("last_run_id"),
-            select(LEASES.c.holder)
-            .where(LEASES.c.target_id == T.c.id, LEASES.c.expires_at > now)
-            .scalar_subquery().label("replica"),
-        )
-        .where(~T.c.name.startswith(INTERNAL_PREFIX, autoescape=True))
-        .order_by(T.c.name)
-    )  # fmt: skip
+    rows = session.execute(_STATUSES, {"now": now})
     out = []
     for r in rows:
         success = aware(r.last_success_at)

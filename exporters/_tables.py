@@ -13,6 +13,7 @@ from resmon.store import models
 __all__ = [
     "ANOMALIES",
     "CHANGES",
+    "COUNTS",
     "HOSTS",
     "INVENTORIES",
     "LEASES",
@@ -37,6 +38,7 @@ SUPPORTED_INSTANCES = _table(models.SupportedInstance)
 NUMA_CELLS = _table(models.NumaCell)
 ANOMALIES = _table(models.Anomaly)
 CHANGES = _table(models.CapacityChange)
+COUNTS = _table(models.CollectionCount)
 TARGETS = _table(models.Target)
 RUNS = _table(models.CollectionRun)
 LEASES = _table(models.TargetLease)

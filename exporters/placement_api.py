@@ -32,16 +32,19 @@ The model, and why:
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import os_resource_classes
 import os_traits
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -75,6 +78,7 @@ _KINDS = ("compute_host", "shared_storage")
 _ALL = 100_000
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def provider_uuid(target: str, host_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"provider\x00{target}\x00{host_id}"))
 
@@ -260,6 +264,9 @@ def _parse_member_of(
         _require(version, (1, 24), "member_of given more than once")
     out = []
     for value in values:
+        if "," in value and not value.startswith(("in:", "!in:")):
+            raise _bad(f"Multiple values for 'member_of' must be prefixed with the 'in:' or "
+                       f"'!in:' keyword using the valid microversion. Got: {value}")  # fmt: skip
         forbidden = value.startswith("!")
         if forbidden:
             _require(version, (1, 32), "forbidden aggregates (member_of=!)")
@@ -291,7 +298,9 @@ def _parse_resources(value: str) -> tuple[tuple[str, int], ...]:
         raise _bad(f"Invalid resources query string parameter: {exc.detail}") from None
 
 
-_ALLOWED_CANDIDATE_PARAMS = {"resources", "required", "member_of", "limit", "group_policy"}
+_ALLOWED_CANDIDATE_PARAMS = {
+    "resources", "required", "member_of", "in_tree", "limit", "group_policy",
+}  # fmt: skip
 _ALLOWED_PROVIDER_PARAMS = {"name", "uuid", "member_of", "resources", "in_tree", "required"}
 
 
@@ -322,6 +331,8 @@ def placement_router(
             body = build(version)
         except PlacementError as exc:
             return JSONResponse(_error_body(exc, request_id), exc.status, headers=headers)
+        if isinstance(body, bytes):  # already encoded
+            return Response(body, status, headers=headers, media_type="application/json")
         return JSONResponse(body, status, headers=headers)
 
     def base(request: Request) -> str:
@@ -533,28 +544,33 @@ def placement_router(
             if "member_of" in params:
                 _require(version, (1, 21), "member_of")
                 member_of = _parse_member_of(params.getlist("member_of"), version)
+            in_tree = None
+            if "in_tree" in params:
+                _require(version, (1, 31), "in_tree")
+                in_tree = _parse_uuid("in_tree", params["in_tree"])
             if "group_policy" in params:
                 _require(version, (1, 25), "group_policy")
             with store.session() as session:
                 targets = statuses(session)
+                fleet = _fleet(session, targets) if member_of or in_tree else None
+                if required or forbidden:
+                    _check_traits_exist(session, required | forbidden, fleet, member_of)
                 sharers = candidate_index.sharing_providers(session, targets.values())
-                # Answers made only of a sharing provider's resources are taken out of the
-                # index's and listed on their own, and member_of filters after the search:
-                # either way the index's first ``limit`` answers may not be enough.
-                whole = any(all(s.supplies(rc, n) for rc, n in resources) for s in sharers)
                 query = CandidateQuery(
-                    resources=resources, required=required, forbidden=forbidden,
-                    limit=_ALL if member_of or whole else limit,
-                )  # fmt: skip
+                    resources=resources, required=required, forbidden=forbidden, limit=limit
+                )
+                # Answers are taken from the index as they are found, until ``limit`` of them
+                # pass the filters; answers made only of a sharing provider's resources are
+                # listed on their own, after.
                 found = _placement_answers(
-                    candidate_index.search(session, query, targets.values()), sharers, query,
-                    targets,
+                    candidate_index.answers(session, query, targets.values(), host_supplies=True),
+                    sharers, query, targets,
                 )  # fmt: skip
-                fleet = _fleet(session, targets) if member_of else None
-                requests = _allocation_requests(found, resources, fleet, member_of)[:limit]
-                involved = {p.pk: p for _, providers in requests for p in providers}
-                traits = _traits_of(session, involved) if version >= (1, 17) else {}
-            return _candidates_body(requests, involved, traits, targets, version)
+                requests = list(itertools.islice(
+                    _allocation_requests(found, resources, fleet, member_of, in_tree), limit
+                ))  # fmt: skip
+            involved = {p.pk: p for _, providers in requests for p in providers}
+            return _candidates_body(requests, involved, targets, version)
 
         return answer(request, build)
 
@@ -562,23 +578,55 @@ def placement_router(
 
 
 def _placement_answers(
-    found: list[IndexedCandidate],
+    found: Iterable[IndexedCandidate],
     sharers: list[IndexedHost],
     query: CandidateQuery,
     targets: dict[int, TargetStatus],
-) -> list[IndexedCandidate]:
+) -> Iterator[IndexedCandidate]:
     """The index's answers as Placement gives them: an answer made only of a sharing
     provider's resources stands on its own (its traits alone count, whichever hosts mount it),
     after the answers that involve a compute host."""
-    out = [c for c in found if any(s is c.host for s in c.sources)]
+    yield from (c for c in found if any(s is c.host for s in c.sources))
     for sharer in sharers:
         if targets[sharer.target_id].stale:
             continue
         if not all(sharer.supplies(rc, amount) for rc, amount in query.resources):
             continue
         if query.required <= sharer.traits and query.forbidden.isdisjoint(sharer.traits):
-            out.append(IndexedCandidate(sharer, (sharer,) * len(query.resources)))
-    return out
+            yield IndexedCandidate(sharer, (sharer,) * len(query.resources))
+
+
+def _parse_uuid(name: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _bad(f"Invalid query string parameters: Expected {name!r} parameter to be a "
+                   f"format of uuid. Got: {value}") from None  # fmt: skip
+
+
+def _check_traits_exist(
+    session: Session,
+    traits: frozenset[str],
+    fleet: _Fleet | None,
+    member_of: list[tuple[bool, set[str]]],
+) -> None:
+    """Placement answers a trait it does not know with a 400 (``TraitNotFound``), after it has
+    found no provider in the ``member_of`` aggregates (then the answer is empty). It knows the
+    standard traits and the custom ones created, here those some provider has."""
+    unknown = set(traits) - set(os_traits.get_traits())
+    if unknown:
+        unknown -= {t for (t,) in session.execute(
+            select(_TRAITS.c.trait).where(_TRAITS.c.trait.in_(sorted(unknown))).distinct()
+        )}  # fmt: skip
+    if not unknown:
+        return
+    wanted = [uuids for forbidden, uuids in member_of if not forbidden]
+    if wanted and fleet is not None:
+        if not any(
+            all(set(aggs) & uuids for uuids in wanted) for aggs in fleet.aggregates.values()
+        ):
+            return
+    raise _bad(f"No such trait(s): {', '.join(sorted(unknown))}.")
 
 
 def _require_route(version: tuple[int, int], since: tuple[int, int]) -> None:
@@ -601,15 +649,18 @@ def _has(records: dict[str, Any], resources: tuple[tuple[str, int], ...]) -> boo
 
 
 def _allocation_requests(
-    found: list[IndexedCandidate],
+    found: Iterable[IndexedCandidate],
     resources: tuple[tuple[str, int], ...],
     fleet: _Fleet | None,
     member_of: list[tuple[bool, set[str]]],
-) -> list[tuple[tuple[tuple[int, str, int], ...], tuple[Any, ...]]]:
-    """``[(((provider pk, class, amount), ...), providers)]`` without repeats; providers are the
-    index's, the host first (it is in the provider summaries even when it supplies nothing)."""
+    in_tree: str | None = None,
+) -> Iterator[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]]:
+    """``(((provider pk, class, amount), ...), providers)`` without repeats; providers are the
+    index's, the host first (it is in the provider summaries even when it supplies nothing).
+
+    ``in_tree``: only answers made of that provider's tree, here the provider alone (Placement
+    looks for sharing providers only without ``in_tree``)."""
     seen: set[tuple[tuple[int, str, int], ...]] = set()
-    out = []
     for candidate in found:
         key = tuple(
             (source.pk, resource_class, amount)
@@ -622,48 +673,63 @@ def _allocation_requests(
             _member(fleet.aggregates.get(p.pk, ()), member_of) for p in providers
         ):
             continue
+        if fleet is not None and in_tree is not None:
+            if any(fleet.by_pk[p.pk].uuid != in_tree for p in providers):
+                continue
         seen.add(key)
-        unique = tuple({p.pk: p for p in providers}.values())
-        out.append((key, unique))
-    return out
+        yield key, tuple({p.pk: p for p in providers}.values())
 
 
 def _candidates_body(
-    requests: list[tuple[tuple[tuple[int, str, int], ...], tuple[Any, ...]]],
-    involved: dict[int, Any],
-    traits: dict[int, list[str]],
+    requests: list[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]],
+    involved: dict[int, IndexedHost],
     targets: dict[int, TargetStatus],
     version: tuple[int, int],
-) -> dict[str, Any]:
+) -> bytes:
+    """The ``/allocation_candidates`` body of ``version``, encoded as Starlette's JSONResponse
+    would. Written as text: provider UUIDs, resource class names (os-resource-classes or
+    CUSTOM_[A-Z0-9_]+, checked when parsed) and integers need no escaping, and each provider's
+    usage and traits are encoded once and kept with it. Building and encoding dicts for a
+    thousand answers cost more than finding them."""
     uuids = {pk: provider_uuid(targets[p.target_id].name, p.host_id) for pk, p in involved.items()}
     allocation_requests = []
     for key, _providers in requests:
-        per_provider: dict[str, dict[str, int]] = {}
+        per_provider: dict[str, list[str]] = {}
         for pk, resource_class, amount in key:
-            per_provider.setdefault(uuids[pk], {})[resource_class] = amount
-        request: dict[str, Any]
+            per_provider.setdefault(uuids[pk], []).append(f'"{resource_class}":{amount}')
         if version >= (1, 12):
-            request = {"allocations": {u: {"resources": r} for u, r in per_provider.items()}}
+            allocations = "{" + ",".join(
+                f'"{u}":{{"resources":{{{",".join(r)}}}}}' for u, r in per_provider.items()
+            ) + "}"  # fmt: skip
         else:
-            request = {"allocations": [
-                {"resource_provider": {"uuid": u}, "resources": r}
+            allocations = "[" + ",".join(
+                f'{{"resource_provider":{{"uuid":"{u}"}},"resources":{{{",".join(r)}}}}}'
                 for u, r in per_provider.items()
-            ]}  # fmt: skip
+            ) + "]"  # fmt: skip
+        text = '{"allocations":' + allocations
         if version >= (1, 34):
-            request["mappings"] = {"": sorted(per_provider)}
-        allocation_requests.append(request)
-    summaries: dict[str, Any] = {}
+            text += ',"mappings":{"":[' + ",".join(f'"{u}"' for u in sorted(per_provider)) + "]}"
+        allocation_requests.append(text + "}")
+    summaries = []
     for pk, provider in involved.items():
-        summary: dict[str, Any] = {
-            "resources": {
-                rc: {"capacity": record["capacity"], "used": record["used"]}
-                for rc, record in provider.inventories.items()
-            }
-        }
+        usage, traits = _summary_fragments(provider)
+        summary = f'"{uuids[pk]}":{{"resources":{usage}'
         if version >= (1, 17):
-            summary["traits"] = traits.get(pk, [])
+            summary += ',"traits":' + traits
         if version >= (1, 29):
-            summary["parent_provider_uuid"] = None
-            summary["root_provider_uuid"] = uuids[pk]
-        summaries[uuids[pk]] = summary
-    return {"allocation_requests": allocation_requests, "provider_summaries": summaries}
+            summary += f',"parent_provider_uuid":null,"root_provider_uuid":"{uuids[pk]}"'
+        summaries.append(summary + "}")
+    return (
+        '{"allocation_requests":[' + ",".join(allocation_requests)
+        + '],"provider_summaries":{' + ",".join(summaries) + "}}"
+    ).encode()  # fmt: skip
+
+
+def _summary_fragments(provider: IndexedHost) -> tuple[str, str]:
+    """The provider's usage and traits in a provider summary, encoded (kept with it)."""
+    cached = provider.summary_fragments
+    if not cached:
+        cached["traits"] = json.dumps(sorted(provider.traits), ensure_ascii=False,
+                                      separators=(",", ":"))  # fmt: skip
+        cached["usage"] = json.dumps(provider.usage, separators=(",", ":"))
+    return cached["usage"], cached["traits"]

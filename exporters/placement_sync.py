@@ -9,8 +9,12 @@ and only with ``remove_missing``.
 
 Modes: ``nova`` writes inventories and traits only (Nova owns allocations); with
 ``fold_used_into_reserved`` the use resmon sees is added to ``reserved`` (for instances Nova
-does not know). ``standalone`` also writes one consumer per provider (uuid5 of the provider)
-holding its ``used``, so a Placement without Nova sees the fleet's use.
+does not know). ``standalone`` also writes consumers holding each provider's ``used`` (uuid5
+of the provider, numbered), so a Placement without Nova sees the fleet's use. Placement refuses
+an allocation above an inventory's ``max_unit`` (``InvalidAllocationConstraintsViolated``), and
+an overcommitted host commonly uses more VCPU than its ``max_unit`` (its physical CPUs), so the
+use is split over as many consumers as that takes, each holding at most ``max_unit`` (in
+multiples of ``step_size``, at least ``min_unit``: a remainder that is not is rounded down).
 
 Every write is preceded by a read and skipped when Placement already holds the value, so a
 sync with nothing changed makes no writes. A 409 (the provider's generation moved under us)
@@ -99,8 +103,34 @@ class SyncResult:
     write_log: list[str] = field(default_factory=list)
 
 
-def consumer_uuid(rp_uuid: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}"))
+def consumer_uuid(rp_uuid: str, part: int = 0) -> str:
+    """The standalone consumer holding (part ``part`` of) a provider's use."""
+    if part == 0:
+        return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}"))
+    return str(uuid.uuid5(NAMESPACE, f"consumer\x00{rp_uuid}\x00{part}"))
+
+
+def consumer_parts(used: Mapping[str, int], inventories: Mapping[str, Mapping[str, Any]]
+                   ) -> list[dict[str, int]]:  # fmt: skip
+    """``used`` as allocations Placement accepts: each amount at most ``max_unit``, a multiple
+    of ``step_size`` and at least ``min_unit`` (see the module docstring)."""
+    parts: list[dict[str, int]] = []
+    for rc, amount in sorted(used.items()):
+        inventory = inventories[rc]
+        step, min_unit = inventory["step_size"], inventory["min_unit"]
+        largest = inventory["max_unit"] - inventory["max_unit"] % step
+        n = 0
+        while amount > 0 and largest >= min_unit:
+            piece = min(amount, largest)
+            piece -= piece % step
+            if piece < min_unit:
+                break
+            if n == len(parts):
+                parts.append({})
+            parts[n][rc] = piece
+            amount -= piece
+            n += 1
+    return parts
 
 
 def desired_state(store: Store, options: SyncOptions) -> dict[str, Desired]:
@@ -263,26 +293,31 @@ def sync(
     }
     _ensure_traits(placement, {t for d in desired.values() for t in d.traits})
     for want in desired.values():
+        created = None
         if want.uuid not in existing:
-            placement.call("POST", "/resource_providers", {"uuid": want.uuid, "name": want.name})
+            body = {"uuid": want.uuid, "name": want.name}
+            created = placement.call("POST", "/resource_providers", body)["generation"]
             result.created += 1
-        _retrying(placement, result, lambda w=want: _sync_provider(placement, w))
+        _retrying(placement, result, lambda retry, w=want, g=created: _sync_provider(
+            placement, w, None if retry else g))  # fmt: skip
         if options.mode == "standalone":
-            _sync_consumer(placement, want, options)
+            _sync_consumer(placement, want, options, created is not None)
     if options.remove_missing:
         managed = placement.call("GET", f"/resource_providers?required={MANAGED_TRAIT}")
         for rp in managed["resource_providers"]:
             if rp["uuid"] not in desired:
-                placement.call("DELETE", f"/allocations/{consumer_uuid(rp['uuid'])}", ok=(404,))
+                for consumer in _our_consumers(placement, rp["uuid"]):
+                    placement.call("DELETE", f"/allocations/{consumer}", ok=(404,))
                 placement.call("DELETE", f"/resource_providers/{rp['uuid']}")
                 result.removed += 1
     return result
 
 
 def _retrying(placement: _Placement, result: SyncResult, step: Any) -> None:
+    """``step(retry)`` until it does not conflict (``retry``: a conflict happened before)."""
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
-            step()
+            step(attempt > 0)
             return
         except _Conflict as exc:
             if attempt == CONFLICT_RETRIES:
@@ -302,23 +337,31 @@ def _ensure_traits(placement: _Placement, traits: set[str]) -> None:
             placement.call("PUT", f"/traits/{trait}")
 
 
-def _sync_provider(placement: _Placement, want: Desired) -> None:
+def _sync_provider(placement: _Placement, want: Desired, created: int | None = None) -> None:
     """One provider's inventories, traits and aggregates; each read fresh, written if different
-    (a 409 from any write restarts the provider from its reads)."""
+    (a 409 from any write restarts the provider from its reads). ``created``: the generation of
+    a provider just created, known to hold nothing, so nothing is read (half the requests of a
+    first sync); each write answers with the generation the next one needs."""
     base = f"/resource_providers/{want.uuid}"
-    current = placement.call("GET", f"{base}/inventories")
+
+    def read(what: str, empty: Any, generation: int | None) -> dict[str, Any]:
+        if generation is None:
+            return dict(placement.call("GET", f"{base}/{what}"))
+        return {what: empty, "resource_provider_generation": generation}
+
+    current = read("inventories", {}, created)
+    generation = current["resource_provider_generation"]
     if current["inventories"] != want.inventories:
-        placement.call("PUT", f"{base}/inventories", {
-            "resource_provider_generation": current["resource_provider_generation"],
-            "inventories": want.inventories,
-        })  # fmt: skip
-    traits = placement.call("GET", f"{base}/traits")
+        generation = placement.call("PUT", f"{base}/inventories", {
+            "resource_provider_generation": generation, "inventories": want.inventories,
+        })["resource_provider_generation"]  # fmt: skip
+    traits = read("traits", [], None if created is None else generation)
+    generation = traits["resource_provider_generation"]
     if set(traits["traits"]) != want.traits:
-        placement.call("PUT", f"{base}/traits", {
-            "resource_provider_generation": traits["resource_provider_generation"],
-            "traits": sorted(want.traits),
-        })  # fmt: skip
-    aggregates = placement.call("GET", f"{base}/aggregates")
+        generation = placement.call("PUT", f"{base}/traits", {
+            "resource_provider_generation": generation, "traits": sorted(want.traits),
+        })["resource_provider_generation"]  # fmt: skip
+    aggregates = read("aggregates", [], None if created is None else generation)
     if set(aggregates["aggregates"]) != want.aggregates:
         placement.call("PUT", f"{base}/aggregates", {
             "resource_provider_generation": aggregates["resource_provider_generation"],
@@ -326,20 +369,36 @@ def _sync_provider(placement: _Placement, want: Desired) -> None:
         })  # fmt: skip
 
 
-def _sync_consumer(placement: _Placement, want: Desired, options: SyncOptions) -> None:
-    consumer = consumer_uuid(want.uuid)
-    used = {rc: n for rc, n in want.used.items() if rc in want.inventories}
+def _our_consumers(placement: _Placement, rp_uuid: str) -> dict[str, dict[str, int]]:
+    """The standalone consumers holding use on the provider, with what they hold."""
+    held = placement.call("GET", f"/resource_providers/{rp_uuid}/allocations")["allocations"]
+    ours = {consumer_uuid(rp_uuid, n) for n in range(len(held))}
+    return {c: a.get("resources", {}) for c, a in held.items() if c in ours}
 
-    def step() -> None:
-        current = placement.call("GET", f"/allocations/{consumer}")
-        held = current.get("allocations", {}).get(want.uuid, {}).get("resources", {})
-        if held == used and len(current.get("allocations", {})) <= 1:
-            return
-        placement.call("PUT", f"/allocations/{consumer}", {
-            "allocations": {want.uuid: {"resources": used}} if used else {},
-            "consumer_generation": current.get("consumer_generation"),
-            "project_id": options.project_id, "user_id": options.user_id,
-            "consumer_type": CONSUMER_TYPE,
-        })  # fmt: skip
+
+def _sync_consumer(
+    placement: _Placement, want: Desired, options: SyncOptions, created: bool = False
+) -> None:
+    """The consumers holding the provider's use; for a provider just ``created`` none exist
+    yet (new consumers have no generation), so nothing is read unless a write conflicts."""
+    used = {rc: n for rc, n in want.used.items() if rc in want.inventories}
+    parts = consumer_parts(used, want.inventories)
+
+    def step(retry: bool) -> None:
+        known = created and not retry
+        held = {} if known else _our_consumers(placement, want.uuid)
+        wanted = {consumer_uuid(want.uuid, n): part for n, part in enumerate(parts)}
+        for consumer in sorted(set(held) - set(wanted)):
+            placement.call("DELETE", f"/allocations/{consumer}", ok=(404,))
+        for consumer, part in wanted.items():
+            if held.get(consumer) == part:
+                continue
+            current = {} if known else placement.call("GET", f"/allocations/{consumer}")
+            placement.call("PUT", f"/allocations/{consumer}", {
+                "allocations": {want.uuid: {"resources": part}},
+                "consumer_generation": current.get("consumer_generation"),
+                "project_id": options.project_id, "user_id": options.user_id,
+                "consumer_type": CONSUMER_TYPE,
+            })  # fmt: skip
 
     _retrying(placement, placement.result, step)

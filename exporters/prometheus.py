@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,14 +30,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from resmon.contract import units
-from resmon.store import Store
+from resmon.store import BoundedReads, Store
 
 from ._queries import TargetStatus, target_statuses
 from ._sync_status import ERROR_KINDS, SyncStatus
-from ._tables import ANOMALIES, HOSTS, INVENTORIES, NUMA_CELLS, RUNS, SUPPORTED_INSTANCES
+from ._tables import ANOMALIES, COUNTS, HOSTS, INVENTORIES, NUMA_CELLS, SUPPORTED_INSTANCES
 
 __all__ = [
     "CONTENT_TYPE",
@@ -95,9 +93,10 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "resmon_collector_consecutive_failures": (
         "gauge", "Failed collections of the target since its last success.", _TARGET),
     "resmon_collector_runs_total": (
-        "counter", "Collections of the target in the store's history.", _TARGET),
+        "counter", "Collections of the target ever recorded in the store (pruning old history "
+        "does not lower it).", _TARGET),
     "resmon_collector_errors_total": (
-        "counter", "Failed collections of the target in the store's history, by error kind.",
+        "counter", "Failed collections of the target ever recorded in the store, by error kind.",
         ("collector", "target", "kind")),
     "resmon_target_stale": (
         "gauge", "1 when the target failed its last collection or has not succeeded for "
@@ -247,40 +246,42 @@ class _Labels:
         return ",".join(parts)
 
 
-def _write(session: Session, lines: _Lines, now: datetime, stale_after_s: float | None) -> None:
+def _write(reads: BoundedReads, lines: _Lines, now: datetime, stale_after_s: float | None) -> None:
     # Each table is one statement: a collection stored in between can add providers whose rows
     # the later statements see but the hosts statement did not; those are left to the next
     # scrape rather than failing this one.
     label = _Labels()
-    targets = target_statuses(session, now=now, stale_after_s=stale_after_s)
+    with reads.call() as session:
+        targets = target_statuses(session, now=now, stale_after_s=stale_after_s)
     by_id = {t.id: t for t in targets}
     hosts: dict[int, str] = {}  # provider primary key -> its label fragment
-    host_count = _write_hosts(session, lines, label, by_id, hosts)
-    _write_targets(session, lines, label, targets, host_count)
-    _write_inventories(session, lines, label, hosts)
-    _write_instances_and_cells(session, lines, hosts)
-    _write_anomalies(session, lines, label, by_id)
+    host_count = _write_hosts(reads, lines, label, by_id, hosts)
+    _write_targets(reads, lines, label, targets, host_count)
+    _write_inventories(reads, lines, label, hosts)
+    _write_instances_and_cells(reads, lines, hosts)
+    _write_anomalies(reads, lines, label, by_id)
 
 
 def _write_targets(
-    session: Session,
+    reads: BoundedReads,
     lines: _Lines,
     label: _Labels,
     targets: list[TargetStatus],
     host_count: dict[int, int],
 ) -> None:
-    runs: dict[int, int] = {
-        target_id: count
-        for target_id, count in session.execute(
-            select(RUNS.c.target_id, func.count()).group_by(RUNS.c.target_id)
-        )
-    }
-    errors = session.execute(
-        select(RUNS.c.target_id, RUNS.c.error_kind, func.count())
-        .where(RUNS.c.status != "success")
-        .group_by(RUNS.c.target_id, RUNS.c.error_kind)
-        .order_by(RUNS.c.target_id, RUNS.c.error_kind)
-    )
+    # Counters kept apart from the history (which retention prunes): they never go down.
+    runs: dict[int, int] = {}
+    errors: list[tuple[int, str, int]] = []
+    with reads.call() as session:
+        counts = session.execute(
+            select(COUNTS.c.target_id, COUNTS.c.error_kind, COUNTS.c.runs).order_by(
+                COUNTS.c.target_id, COUNTS.c.error_kind
+            )
+        ).all()
+    for target_id, kind, count in counts:
+        runs[target_id] = runs.get(target_id, 0) + count
+        if kind:  # "" counts the successes
+            errors.append((target_id, kind, count))
     keys = {}
     for t in targets:
         key = keys[t.id] = "{" + label(_TARGET, (t.collector, t.name)) + "} "
@@ -309,13 +310,11 @@ def _write_targets(
         errored = by_id.get(target_id)
         if errored is None:  # a target stored after the targets were read (see _write)
             continue
-        fragment = label(
-            ("collector", "target", "kind"), (errored.collector, errored.name, kind or "unknown")
-        )
+        fragment = label(("collector", "target", "kind"), (errored.collector, errored.name, kind))
         lines["resmon_collector_errors_total"].append("{" + fragment + "} " + str(count))
 
 
-def _stream(session: Session, stmt: Select[Any], lines: _Lines) -> Iterator[Any]:
+def _stream(reads: BoundedReads, stmt: Select[Any], lines: _Lines) -> Iterator[Any]:
     """The rows of ``stmt``, fetched a chunk at a time and never all held at once; the lines
     written from each chunk are joined after it.
 
@@ -323,13 +322,13 @@ def _stream(session: Session, stmt: Select[Any], lines: _Lines) -> Iterator[Any]
     set off full garbage collections in the middle of a render, which cost more than the
     rendering itself; fetching row by row costs a driver call per row.
     """
-    for chunk in session.execute(stmt).partitions(_CHUNK_ROWS):
+    for chunk in reads.stream(stmt, _CHUNK_ROWS):
         yield from chunk
         lines.flush()
 
 
 def _write_hosts(
-    session: Session,
+    reads: BoundedReads,
     lines: _Lines,
     label: _Labels,
     targets: dict[int, TargetStatus],
@@ -337,7 +336,7 @@ def _write_hosts(
 ) -> dict[int, int]:
     """Per-provider families; fills ``hosts`` and returns the provider count per target id."""
     rows = _stream(
-        session,
+        reads,
         select(
             HOSTS.c.id, HOSTS.c.target_id, HOSTS.c.host_id, HOSTS.c.hostname,
             HOSTS.c.state, HOSTS.c.collected_at, HOSTS.c.provider_kind,
@@ -416,10 +415,10 @@ def _write_hosts(
 
 
 def _write_inventories(
-    session: Session, lines: _Lines, label: _Labels, hosts: dict[int, str]
+    reads: BoundedReads, lines: _Lines, label: _Labels, hosts: dict[int, str]
 ) -> None:
     rows = _stream(
-        session,
+        reads,
         select(
             INVENTORIES.c.host_pk, INVENTORIES.c.resource_class, INVENTORIES.c.total,
             INVENTORIES.c.reserved, INVENTORIES.c.hypervisor_reserved,
@@ -465,12 +464,12 @@ def _write_inventories(
         ratio.append(key + ratio_text)
 
 
-def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int, str]) -> None:
+def _write_instances_and_cells(reads: BoundedReads, lines: _Lines, hosts: dict[int, str]) -> None:
     label = _Labels()
     supported = lines["resmon_host_supported_instance_info"]
     instances: dict[tuple[str, str, str], str] = {}
     for host_pk, arch, hv_type, vm_mode in _stream(
-        session,
+        reads,
         select(
             SUPPORTED_INSTANCES.c.host_pk, SUPPORTED_INSTANCES.c.arch,
             SUPPORTED_INSTANCES.c.hv_type, SUPPORTED_INSTANCES.c.vm_mode,
@@ -496,7 +495,7 @@ def _write_instances_and_cells(session: Session, lines: _Lines, hosts: dict[int,
     # Huge pages are read as JSON text on every backend (PostgreSQL's driver would otherwise
     # decode each through the json module's Python layer): cells without any need no decoding.
     for host_pk, cell_id, cpu_count, memory_bytes, free_bytes, huge_pages in _stream(
-        session,
+        reads,
         select(
             NUMA_CELLS.c.host_pk, NUMA_CELLS.c.cell_id, NUMA_CELLS.c.cpu_count,
             NUMA_CELLS.c.memory_bytes, NUMA_CELLS.c.free_memory_bytes,
@@ -533,14 +532,15 @@ def _page_size(item: tuple[str, Any]) -> int:
 
 
 def _write_anomalies(
-    session: Session, lines: _Lines, label: _Labels, targets: dict[int, TargetStatus]
+    reads: BoundedReads, lines: _Lines, label: _Labels, targets: dict[int, TargetStatus]
 ) -> None:
-    rows = session.execute(
-        select(HOSTS.c.target_id, ANOMALIES.c.code, func.count())
-        .join(HOSTS, HOSTS.c.id == ANOMALIES.c.host_pk)
-        .group_by(HOSTS.c.target_id, ANOMALIES.c.code)
-        .order_by(HOSTS.c.target_id, ANOMALIES.c.code)
-    )
+    with reads.call() as session:
+        rows = session.execute(
+            select(HOSTS.c.target_id, ANOMALIES.c.code, func.count())
+            .join(HOSTS, HOSTS.c.id == ANOMALIES.c.host_pk)
+            .group_by(HOSTS.c.target_id, ANOMALIES.c.code)
+            .order_by(HOSTS.c.target_id, ANOMALIES.c.code)
+        ).all()
     out = lines["resmon_anomalies"]
     for target_id, code, count in rows:
         target = targets.get(target_id)
@@ -557,19 +557,21 @@ def render_metrics(
     A database that fails gives ``resmon_exporter_store_success 0`` and no store families, never
     a failed scrape.
     """
-    start = time.perf_counter()
     lines = _Lines()
+    reading: BoundedReads | None = None
     try:
-        with store.session() as session:
-            _write(session, lines, now or datetime.now(UTC), stale_after_s)
+        # Each database call is bounded by the store's timeout, not the whole render: turning
+        # a large fleet's rows into text takes longer than reading them.
+        with store.reads() as reading:
+            _write(reading, lines, now or datetime.now(UTC), stale_after_s)
         ok = "1"
     except SQLAlchemyError as exc:
         log.error("reading the store for /metrics failed: %s", exc)
         lines = _Lines()
         ok = "0"
     lines["resmon_exporter_store_success"].append(" " + ok)
-    elapsed = time.perf_counter() - start
-    lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(elapsed))
+    read_s = reading.db_seconds if reading is not None else 0.0
+    lines["resmon_exporter_store_read_duration_seconds"].append(" " + _float(read_s))
     health = store.health()
     lines["resmon_exporter_store_up"].append(" 1" if health.up else " 0")
     error_at = health.last_error_at.timestamp() if health.last_error_at else 0.0

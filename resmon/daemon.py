@@ -234,8 +234,9 @@ class Daemon:
             ttl_s=self.config.replicas.lease_ttl_s, replica_id=self.config.replicas.replica_id,
         )  # fmt: skip
         retention = self.config.retention
+        assert self._writer is not None  # made with the store
         start_pruning(store, retention.policy(), interval_s=retention.interval_s,
-                      stop=self.stop_event)  # fmt: skip
+                      stop=self.stop_event, exclusive=self._writer.exclusive)  # fmt: skip
         due: list[_Due] = []
         running: dict[str, _Running] = {}
         try:

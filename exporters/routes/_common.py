@@ -58,8 +58,9 @@ class ApiContext:
         return self._head_revision
 
 
-def context(request: Request) -> ApiContext:
-    """The app's :class:`ApiContext` (a dependency)."""
+async def context(request: Request) -> ApiContext:
+    """The app's :class:`ApiContext` (a dependency; ``async`` as it never waits, so that
+    FastAPI does not run it in its thread pool)."""
     ctx = request.app.state.resmon
     assert isinstance(ctx, ApiContext)
     return ctx

@@ -8,6 +8,7 @@ from ._store import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_URL,
     INTERNAL_PREFIX,
+    BoundedReads,
     Store,
     StoreError,
     StoreHealth,
@@ -21,6 +22,7 @@ from ._writer import StoreWriter
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "BoundedReads",
     "DEFAULT_URL",
     "INTERNAL_PREFIX",
     "Pruned",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -46,8 +48,15 @@ class Pruned:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def prune(store: Store, retention: Retention, *, now: datetime | None = None) -> Pruned:
-    """Delete history older than the retention, batch by batch, until none is left."""
+def prune(
+    store: Store,
+    retention: Retention,
+    *,
+    now: datetime | None = None,
+    exclusive: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> Pruned:
+    """Delete history older than the retention, batch by batch, until none is left; each batch
+    within ``exclusive()`` (the daemon's writer, between two collections)."""
     now = now or datetime.now(UTC)
     runs = _RUNS.alias("newer")
     plans: list[tuple[Table, float, object]] = [
@@ -78,7 +87,8 @@ def prune(store: Store, retention: Retention, *, now: datetime | None = None) ->
         if days <= 0:
             continue
         while True:
-            deleted = _delete_batch(store, table, condition, retention.batch_size)
+            with exclusive():
+                deleted = _delete_batch(store, table, condition, retention.batch_size)
             result.counts[table.name] += deleted
             if deleted < retention.batch_size:
                 break
@@ -97,14 +107,19 @@ def _delete_batch(store: Store, table: Table, condition: object, size: int) -> i
 
 
 def start_pruning(
-    store: Store, retention: Retention, *, interval_s: float, stop: threading.Event
+    store: Store,
+    retention: Retention,
+    *,
+    interval_s: float,
+    stop: threading.Event,
+    exclusive: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> threading.Thread:
     """Prune every ``interval_s`` in a daemon thread until ``stop`` is set."""
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                pruned = prune(store, retention)
+                pruned = prune(store, retention, exclusive=exclusive)
             except SQLAlchemyError as exc:
                 log.warning("pruning old history failed (retrying later): %s", exc)
             else:

@@ -24,12 +24,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -38,8 +39,9 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Executable
 
 from resmon.contract import Anomaly as AnomalyModel
 from resmon.contract import HostReport
@@ -50,6 +52,7 @@ from . import models
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
+    "BoundedReads",
     "INTERNAL_PREFIX",
     "Store",
     "StoreError",
@@ -68,6 +71,12 @@ DEFAULT_URL = "sqlite:///resmon.db"
 DEFAULT_TIMEOUT_S = 10.0
 #: Inventory fields whose change goes into the change log.
 _LOGGED_FIELDS = ("total", "reserved", "allocation_ratio")
+#: A provider's child tables, rewritten whole at each successful collection.
+_CHILDREN: tuple[type[models.Inventory | models.HostTrait | models.SupportedInstance
+                      | models.NumaCell | models.Anomaly], ...] = (
+    models.Inventory, models.HostTrait, models.SupportedInstance, models.NumaCell,
+    models.Anomaly,
+)  # fmt: skip
 #: PostgreSQL advisory lock key held while migrating ("resmon" + 1): one process migrates,
 #: the others wait for it and then find the schema current.
 MIGRATION_LOCK_KEY = 0x7265736D6F6E0001
@@ -148,6 +157,11 @@ def _sqlite_pragmas(timeout_s: float) -> Callable[[Any, Any], None]:
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")  # a lock wait, bounded
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a crash of the
+        # process loses nothing committed and the file is never corrupted; a power loss may
+        # roll back the last collections (collected again at their next interval). An fsync
+        # per collection made the writer's throughput hostage to every other disk user.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     return on_connect
@@ -202,6 +216,13 @@ def _is_outage(exc: SQLAlchemyError) -> bool:
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _insert(session: Session, model: type[models.Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT of ``model`` in the session's dialect, which has ``on_conflict_do_*``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 @dataclass(frozen=True)
@@ -322,6 +343,45 @@ class _Guard:
         self._closed.set()
 
 
+class BoundedReads:
+    """A read session whose database calls are each one bounded store operation.
+
+    ``db_seconds`` adds up the time spent in them (waiting for the database and reading its
+    rows), ``longest_call_s`` is the longest one.
+    """
+
+    def __init__(self, session: Session, guard: _Guard) -> None:
+        self._session = session
+        self._guard = guard
+        self.db_seconds = 0.0
+        self.longest_call_s = 0.0
+
+    @contextmanager
+    def call(self) -> Iterator[Session]:
+        """The session, for database calls that are done when the block ends (one statement
+        whose rows are all fetched, e.g. a grouped count)."""
+        start = time.perf_counter()
+        try:
+            with self._guard.operation():
+                yield self._session
+        finally:
+            took = time.perf_counter() - start
+            self.db_seconds += took
+            self.longest_call_s = max(self.longest_call_s, took)
+
+    def stream(self, statement: Executable, chunk_rows: int) -> Iterator[Sequence[Row[Any]]]:
+        """The rows of ``statement``, ``chunk_rows`` at a time: the execute and each fetch are
+        bounded calls, what the caller does with a chunk is not."""
+        with self.call() as session:
+            result = session.execute(statement)
+        while True:
+            with self.call():
+                chunk = result.fetchmany(chunk_rows)
+            if not chunk:
+                return
+            yield chunk
+
+
 class Store:
     """Current state of every provider, collection history, anomalies and the change log.
 
@@ -418,6 +478,14 @@ class Store:
             yield session
 
     @contextmanager
+    def reads(self) -> Iterator[BoundedReads]:
+        """A read session for a long read (``/metrics`` of a large fleet) whose every database
+        call, not the whole read, is bounded by ``timeout_s``: the caller's own work between
+        the calls (formatting the rows it streams) never counts against the database's bound."""
+        with self._sessions() as session:
+            yield BoundedReads(session, self._guard)
+
+    @contextmanager
     def connection(self) -> Iterator[Connection]:
         """A connection in a transaction, committed at the end, bounded like every store call."""
         with self._guard.operation(), self.engine.begin() as connection:
@@ -478,10 +546,8 @@ class Store:
         orders the writes of one target: a run id is taken only under it, so a target's hosts
         always point at its newest successful run.
         """
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         session.execute(
-            insert(models.Target)
+            _insert(session, models.Target)
             .values(
                 name=spec.name, collector=spec.collector, url=spec.url,
                 interval_s=spec.interval_s, last_status="never", consecutive_failures=0,
@@ -560,6 +626,7 @@ class Store:
         )
         session.add(run)
         session.flush()
+        self._count(session, target.id, "" if outcome.ok else outcome.error_kind or "unknown")
         target.last_attempt_at = finished
         target.last_duration_s = outcome.duration_s
         target.last_error_kind = outcome.error_kind
@@ -574,6 +641,21 @@ class Store:
         self._replace_providers(session, target, run, outcome, finished)
         return run.id
 
+    @staticmethod
+    def _count(session: Session, target_id: int, error_kind: str) -> None:
+        """Add the run to the target's counter of its outcome, created at 1 if missing.
+
+        One statement, ``runs = runs + 1`` on the stored row: replicas recording at once add up.
+        """
+        session.execute(
+            _insert(session, models.CollectionCount)
+            .values(target_id=target_id, error_kind=error_kind, runs=1)
+            .on_conflict_do_update(
+                index_elements=["target_id", "error_kind"],
+                set_={"runs": models.CollectionCount.runs + 1},
+            )
+        )
+
     def _replace_providers(
         self,
         session: Session,
@@ -582,14 +664,26 @@ class Store:
         outcome: CollectionOutcome,
         now: datetime,
     ) -> None:
+        """Rewrite the target's providers: their rows updated in place (new ones added, gone
+        ones deleted), their child rows deleted and inserted again with one statement per table
+        for the whole target, however many providers it has (a statement per row would cost a
+        round trip, and a wait for the interpreter lock, each)."""
         existing = {
             h.host_id: h
-            for h in session.scalars(
-                select(models.Host)
-                .where(models.Host.target_id == target.id)
-                .options(selectinload(models.Host.inventories))
-            )
+            for h in session.scalars(select(models.Host).where(models.Host.target_id == target.id))
         }
+        old_inventories: dict[int, dict[str, dict[str, float]]] = {}
+        if existing:
+            inv = models.Inventory
+            for host_pk, rc, *logged in session.execute(
+                select(inv.host_pk, inv.resource_class, inv.total, inv.reserved,
+                       inv.allocation_ratio)
+                .join(models.Host, models.Host.id == inv.host_pk)
+                .where(models.Host.target_id == target.id)
+            ):  # fmt: skip
+                old_inventories.setdefault(host_pk, {})[rc] = dict(
+                    zip(_LOGGED_FIELDS, logged, strict=True)
+                )
         reported = {r.identity.host_id for r in outcome.reports}
         for host_id, gone in existing.items():
             if host_id not in reported:
@@ -597,19 +691,14 @@ class Store:
                     session, run, target.name, host_id, "*", "provider_removed", 1, None, now
                 )
                 session.delete(gone)
+        kept = [h.id for host_id, h in existing.items() if host_id in reported]
+        if kept:
+            for child in _CHILDREN:
+                session.execute(delete(child).where(child.host_pk.in_(kept)))
+        hosts = []
         for report in outcome.reports:
-            old = existing.get(report.identity.host_id)
-            old_inventories = {
-                i.resource_class: {name: getattr(i, name) for name in _LOGGED_FIELDS}
-                for i in (old.inventories if old else [])
-            }
-            if old is not None:
-                for child in (models.Inventory, models.HostTrait, models.SupportedInstance,
-                              models.NumaCell, models.Anomaly):  # fmt: skip
-                    session.execute(delete(child).where(child.host_pk == old.id))
-                session.expire(old)
-                host = old
-            else:
+            host = existing.get(report.identity.host_id)
+            if host is None:
                 host = models.Host(target_id=target.id, host_id=report.identity.host_id)
                 session.add(host)
                 self._log_change(
@@ -617,11 +706,19 @@ class Store:
                     None, 1, now,
                 )  # fmt: skip
             self._fill_host(host, report, run.id)
-            session.flush()
-            self._log_inventory_changes(session, run, target.name, report, old_inventories, now)
-            self._add_children(
-                session, host, report, outcome.anomalies.get(report.key, []), run.id, now
+            hosts.append((host, report))
+        session.flush()  # the new providers' ids
+        rows: dict[type[models.Base], list[dict[str, Any]]] = {child: [] for child in _CHILDREN}
+        for host, report in hosts:
+            self._log_inventory_changes(
+                session, run, target.name, report, old_inventories.get(host.id, {}), now
             )
+            self._child_rows(
+                rows, host.id, report, outcome.anomalies.get(report.key, []), run.id, now
+            )
+        for model, values in rows.items():
+            if values:
+                session.execute(insert(model), values)
 
     @staticmethod
     def _fill_host(host: models.Host, report: HostReport, run_id: int) -> None:
@@ -653,54 +750,54 @@ class Store:
         host.storage_uncommitted_bytes = storage.uncommitted_bytes if storage else None
 
     @staticmethod
-    def _add_children(
-        session: Session,
-        host: models.Host,
+    def _child_rows(
+        rows: dict[type[models.Base], list[dict[str, Any]]],
+        host_pk: int,
         report: HostReport,
         core_anomalies: list[AnomalyModel],
         run_id: int,
         now: datetime,
     ) -> None:
-        rows: list[Any] = []
-        for inv in report.inventories:
-            rows.append(
-                models.Inventory(
-                    host_pk=host.id, resource_class=inv.resource_class, total=inv.total,
-                    reserved=inv.reserved, hypervisor_reserved=inv.hypervisor_reserved,
-                    operator_reserved=inv.operator_reserved,
-                    min_unit=inv.min_unit, max_unit=inv.max_unit,
-                    step_size=inv.step_size, allocation_ratio=inv.allocation_ratio,
-                    used=inv.used, capacity=inv.capacity, free=inv.free,
-                )
-            )  # fmt: skip
-        rows += [models.HostTrait(host_pk=host.id, trait=t) for t in report.traits]
-        for si in report.supported_instances:
-            rows.append(
-                models.SupportedInstance(
-                    host_pk=host.id, arch=si.arch, hv_type=si.hv_type, vm_mode=si.vm_mode,
-                    max_vcpus=si.max_vcpus,
-                    details={"machine_types": si.machine_types, "firmware": si.firmware,
-                             **si.details},
-                )
-            )  # fmt: skip
-        for cell in report.numa_cells:
-            rows.append(
-                models.NumaCell(
-                    host_pk=host.id, cell_id=cell.cell_id, cpu_count=len(cell.cpus),
-                    memory_bytes=cell.memory_bytes, free_memory_bytes=cell.free_memory_bytes,
-                    huge_pages={str(p.page_size_bytes): {"total": p.total, "free": p.free}
-                                for p in cell.huge_pages},
-                )
-            )  # fmt: skip
-        for source, anomalies in (("collector", report.anomalies), ("core", core_anomalies)):
-            for a in anomalies:
-                rows.append(
-                    models.Anomaly(
-                        host_pk=host.id, run_id=run_id, code=a.code, field=a.field,
-                        message=a.message, raw_value=a.raw_value, source=source, detected_at=now,
-                    )
-                )  # fmt: skip
-        session.add_all(rows)
+        """Append the child rows of one provider to ``rows`` (per table)."""
+        rows[models.Inventory] += [
+            {
+                "host_pk": host_pk, "resource_class": inv.resource_class, "total": inv.total,
+                "reserved": inv.reserved, "hypervisor_reserved": inv.hypervisor_reserved,
+                "operator_reserved": inv.operator_reserved, "min_unit": inv.min_unit,
+                "max_unit": inv.max_unit, "step_size": inv.step_size,
+                "allocation_ratio": inv.allocation_ratio, "used": inv.used,
+                "capacity": inv.capacity, "free": inv.free,
+            }
+            for inv in report.inventories
+        ]  # fmt: skip
+        rows[models.HostTrait] += [{"host_pk": host_pk, "trait": t} for t in report.traits]
+        rows[models.SupportedInstance] += [
+            {
+                "host_pk": host_pk, "arch": si.arch, "hv_type": si.hv_type,
+                "vm_mode": si.vm_mode, "max_vcpus": si.max_vcpus,
+                "details": {"machine_types": si.machine_types, "firmware": si.firmware,
+                            **si.details},
+            }
+            for si in report.supported_instances
+        ]  # fmt: skip
+        rows[models.NumaCell] += [
+            {
+                "host_pk": host_pk, "cell_id": cell.cell_id, "cpu_count": len(cell.cpus),
+                "memory_bytes": cell.memory_bytes, "free_memory_bytes": cell.free_memory_bytes,
+                "huge_pages": {str(p.page_size_bytes): {"total": p.total, "free": p.free}
+                               for p in cell.huge_pages},
+            }
+            for cell in report.numa_cells
+        ]  # fmt: skip
+        rows[models.Anomaly] += [
+            {
+                "host_pk": host_pk, "run_id": run_id, "code": a.code, "field": a.field,
+                "message": a.message, "raw_value": a.raw_value, "source": source,
+                "detected_at": now,
+            }
+            for source, anomalies in (("collector", report.anomalies), ("core", core_anomalies))
+            for a in anomalies
+        ]  # fmt: skip
 
     def _log_inventory_changes(
         self,

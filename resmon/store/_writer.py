@@ -2,8 +2,15 @@
 
 The daemon's scheduling thread hands each finished collection over and goes on: a database that
 is slow or gone never delays the next collection, the API or shutdown. While the database is
-away, a target's newer collection replaces its older one still waiting, so the backlog never
-exceeds one collection per target; each attempt is bounded by the store's own timeout.
+away, a target's newer collection replaces its older ones still waiting, so the backlog never
+exceeds one collection per target; each attempt is bounded by the store's own timeout. While
+it answers, a writer that falls behind for a while (a loaded machine, a slow disk) keeps up to
+:data:`BACKLOG_PER_TARGET` collections of a target and stores them in order once it catches up,
+instead of losing all but the newest.
+
+The daemon's other writes (pruning old history) go in between two collections through
+:meth:`StoreWriter.exclusive`, so that they reuse the writer's connection instead of opening one
+more alongside it, and never queue for the database's write lock behind it.
 """
 
 from __future__ import annotations
@@ -11,14 +18,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from resmon.outcome import CollectionOutcome
 
 from ._store import Store, StoreError, TargetSpec
 
-__all__ = ["StoreWriter"]
+__all__ = ["BACKLOG_PER_TARGET", "StoreWriter"]
 
 log = logging.getLogger("resmon.store")
+
+#: Collections of one target waiting at most while the database answers (older ones dropped).
+BACKLOG_PER_TARGET = 4
 
 
 class StoreWriter:
@@ -27,25 +40,54 @@ class StoreWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._cond = threading.Condition()
-        self._pending: dict[str, tuple[TargetSpec, CollectionOutcome]] = {}
+        #: Waiting collections, oldest first, and how many of each target.
+        self._pending: deque[tuple[TargetSpec, CollectionOutcome]] = deque()
+        self._waiting: dict[str, int] = {}
         self._busy = False
         self._closing = False
+        self._writing = threading.Lock()
         self.dropped = 0  #: collections replaced or abandoned before they could be stored
         self._thread = threading.Thread(target=self._run, name="resmon-store-writer", daemon=True)
         self._thread.start()
 
     def submit(self, spec: TargetSpec, outcome: CollectionOutcome) -> None:
         with self._cond:
-            if spec.name in self._pending:
-                self.dropped += 1
+            waiting = self._waiting.get(spec.name, 0)
+            keep = BACKLOG_PER_TARGET - 1 if self.store.outage() is None else 0
+            if waiting > keep:
+                self._drop(spec.name, waiting - keep)
                 # The outage itself is logged once by the store; this would repeat per target.
                 log.debug(
-                    "target %s: an earlier collection was not stored yet (database slow or "
-                    "unavailable); keeping only the newest",
+                    "target %s: %d earlier collection(s) not stored yet (database slow or "
+                    "unavailable); dropped the oldest",
                     spec.name,
+                    waiting - keep,
                 )
-            self._pending[spec.name] = (spec, outcome)
+            self._pending.append((spec, outcome))
+            self._waiting[spec.name] = min(waiting, keep) + 1
             self._cond.notify_all()
+
+    def backlog(self) -> int:
+        """Collections waiting to be stored (not counting one being stored)."""
+        with self._cond:
+            return len(self._pending)
+
+    def _drop(self, name: str, count: int) -> None:
+        """Drop the ``count`` oldest waiting collections of target ``name`` (condition held)."""
+        kept: deque[tuple[TargetSpec, CollectionOutcome]] = deque()
+        for item in self._pending:
+            if count and item[0].name == name:
+                count -= 1
+                self.dropped += 1
+            else:
+                kept.append(item)
+        self._pending = kept
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the writer between two collections while the block writes."""
+        with self._writing:
+            yield
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything submitted is stored (or failed); False if ``timeout_s`` ran
@@ -66,6 +108,7 @@ class StoreWriter:
                 left = len(self._pending) + (1 if self._busy else 0)
                 self.dropped += len(self._pending)
                 self._pending.clear()
+                self._waiting.clear()
             log.warning("stopping: %d collection(s) could not be stored in time, dropped", left)
             self.store.interrupt()  # fail the write in progress so its transaction rolls back
         with self._cond:
@@ -80,11 +123,15 @@ class StoreWriter:
                     self._cond.wait()
                 if not self._pending:
                     return
-                name = next(iter(self._pending))
-                spec, outcome = self._pending.pop(name)
+                spec, outcome = self._pending.popleft()
+                if self._waiting[spec.name] > 1:
+                    self._waiting[spec.name] -= 1
+                else:
+                    del self._waiting[spec.name]
                 self._busy = True
             try:
-                self.store.record(spec, outcome)
+                with self._writing:
+                    self.store.record(spec, outcome)
             except StoreError as exc:
                 log.error("target %s: %s", spec.name, exc)
             except Exception:  # the writer must outlive any one write

@@ -27,6 +27,7 @@ __all__ = [
     "Anomaly",
     "Base",
     "CapacityChange",
+    "CollectionCount",
     "CollectionRun",
     "Host",
     "HostTrait",
@@ -95,6 +96,24 @@ class CollectionRun(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     provider_count: Mapped[int] = mapped_column(Integer, default=0)
     anomaly_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CollectionCount(Base):
+    """Collections of a target ever recorded, by outcome: counters that pruning the history
+    never lowers (the ``resmon_collector_*_total`` families).
+
+    Incremented in the transaction that records the run (an upsert, ``runs = runs + 1``), so
+    replicas sharing the database add up instead of overwriting each other.
+    """
+
+    __tablename__ = "collection_counts"
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The failed runs' error kind ("unknown" when they had none); "" counts the successes.
+    error_kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    runs: Mapped[int] = mapped_column(BigInteger)
 
 
 class Host(Base):

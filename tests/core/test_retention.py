@@ -3,23 +3,30 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event, func, select, update
 
 from exporters._params import encode_host_ref
 from exporters.api import create_app
+from exporters.prometheus import render_metrics
 from resmon.contract import Anomaly
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
-from resmon.store import Retention, Store, TargetSpec, models, prune
+from resmon.store import Pruned, Retention, Store, StoreWriter, TargetSpec, models, prune
 
 OLD = datetime.now(UTC) - timedelta(days=400)  # beyond every default retention
 
 
-def _record(store: Store, target: str, vcpus: int | None, *, started_at: datetime) -> int:
-    """A success reporting one host with ``vcpus``, or a failure when ``vcpus`` is None."""
+def _record(
+    store: Store, target: str, vcpus: int | None, *, started_at: datetime, kind: str = "unreachable"
+) -> int:
+    """A success reporting one host with ``vcpus``, or a failure of ``kind`` when ``vcpus`` is
+    None."""
     reports = []
     if vcpus is not None:
         report = fake_report(f"{target}-host", target=target, vcpus=vcpus, memory_mib=1024)
@@ -27,8 +34,9 @@ def _record(store: Store, target: str, vcpus: int | None, *, started_at: datetim
         reports = [report]
     outcome = CollectionOutcome(
         target=target, collector="fake", started_at=started_at, duration_s=0.1, reports=reports,
-        **({} if vcpus is not None else {"error_kind": "unreachable", "error_message": "down"}),
-    )  # type: ignore[arg-type]  # fmt: skip
+        error_kind=None if vcpus is not None else kind,
+        error_message=None if vcpus is not None else "down",
+    )  # fmt: skip
     return store.record(TargetSpec(target, "fake", "fake://1", 60.0), outcome)
 
 
@@ -99,3 +107,81 @@ def test_host_changes_in_the_api(store: Store) -> None:
         assert missing.json()["errors"][0]["code"] == "resmon.host.not_found"
         bad = client.get(f"/v1/hosts/{ref}/changes?cursor=zzz")
         assert bad.status_code == 400
+
+
+def _counters(store: Store) -> dict[tuple[str, str], float]:
+    """The ``*_total`` samples of /metrics: (family, kind) -> value, "" for runs_total."""
+    out = {}
+    for family in text_string_to_metric_families(render_metrics(store).decode()):
+        for sample in family.samples:
+            if sample.name.startswith("resmon_collector_") and sample.name.endswith("_total"):
+                out[sample.name, sample.labels.get("kind", "")] = sample.value
+    return out
+
+
+def test_counters_never_go_down_when_history_is_pruned(store: Store) -> None:
+    # Old successes and failures of two kinds, then a recent success.
+    for n, vcpus in enumerate((4, None, 4, None, 4)):
+        _record(store, "flaky", vcpus, started_at=OLD + timedelta(hours=n))
+    _record(store, "flaky", None, started_at=OLD + timedelta(hours=6), kind="timeout")
+    _record(store, "flaky", 4, started_at=datetime.now(UTC))
+    before = _counters(store)
+    assert before == {
+        ("resmon_collector_runs_total", ""): 7,
+        ("resmon_collector_errors_total", "unreachable"): 2,
+        ("resmon_collector_errors_total", "timeout"): 1,
+    }
+
+    assert prune(store, Retention()).counts["collection_runs"] == 6
+
+    assert _counters(store) == before
+    _record(store, "flaky", None, started_at=datetime.now(UTC), kind="timeout")
+    after = _counters(store)
+    assert after[("resmon_collector_runs_total", "")] == 8
+    assert after[("resmon_collector_errors_total", "timeout")] == 2
+
+
+def test_pruning_waits_for_the_writer_and_shares_its_connection(tmp_path: Path) -> None:
+    """The daemon prunes between two collections: one connection for both, never two writers
+    queueing for the database's lock (and no descriptors opened after start-up)."""
+    store = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
+    store.upgrade()
+    _record(store, "old", 4, started_at=OLD)
+    _record(store, "old", 4, started_at=OLD + timedelta(hours=1))
+    store.engine.dispose()
+    connects: list[object] = []
+    event.listen(store.engine, "connect", lambda *_: connects.append(1))
+    writing, release = threading.Event(), threading.Event()
+    record = store.record
+
+    def slow_record(spec: TargetSpec, outcome: CollectionOutcome) -> int:
+        with store.connection():  # a write in progress holds a connection
+            writing.set()
+            release.wait(timeout=60)
+        return record(spec, outcome)
+
+    writer = StoreWriter(store)
+    try:
+        store.record = slow_record  # type: ignore[method-assign]
+        failed = CollectionOutcome(
+            target="new", collector="fake", started_at=datetime.now(UTC), duration_s=0.1,
+            error_kind="timeout", error_message="slow",
+        )  # fmt: skip
+        writer.submit(TargetSpec("new", "fake", "fake://1", 60.0), failed)
+        assert writing.wait(timeout=60)
+        pruned: list[Pruned] = []
+        pruner = threading.Thread(
+            target=lambda: pruned.append(prune(store, Retention(), exclusive=writer.exclusive))
+        )
+        pruner.start()
+        pruner.join(timeout=0.5)
+        assert not pruned  # waiting for the write in progress
+        release.set()
+        pruner.join(timeout=60)
+        assert writer.flush(timeout_s=60)
+    finally:
+        release.set()
+        writer.close(timeout_s=10)
+    assert pruned[0].counts["collection_runs"] == 1
+    assert len(connects) == 1
+    store.close()

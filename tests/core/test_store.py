@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from sqlalchemy import func, select
 from resmon.contract import Anomaly, HostReport
 from resmon.contract.testing import fake_report
 from resmon.runner import CollectionOutcome
-from resmon.store import Store, StoreError, TargetSpec, migration_head, models
+from resmon.store import Store, StoreError, StoreWriter, TargetSpec, migration_head, models
+from resmon.store._writer import BACKLOG_PER_TARGET
 
 SPEC = TargetSpec(name="t1", collector="fake", url="fake://", interval_s=60)
 
@@ -119,3 +122,72 @@ def test_revision_is_none_before_migrating_and_the_head_after(tmp_path: Path) ->
         assert s.revision() == migration_head()
     finally:
         s.close()
+
+
+def test_counters_add_up_across_replicas(database_url: str) -> None:
+    """Several stores (as replicas would, each with its own engine) recording the same target's
+    runs at once: every run is counted once, by outcome, in ``collection_counts``."""
+    stores = [Store(database_url) for _ in range(3)]
+    stores[0].upgrade()
+    start = threading.Barrier(len(stores))
+
+    def record(store: Store) -> None:
+        start.wait(timeout=60)
+        for n in range(10):
+            failed = {"error_kind": "timeout", "error_message": "slow"} if n % 2 else {}
+            store.record(SPEC, outcome([] if failed else [fake_report("h1", target="t1")],
+                                       **failed))  # fmt: skip
+
+    threads = [threading.Thread(target=record, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    try:
+        with stores[0].session() as session:
+            counts = set(
+                session.execute(
+                    select(models.CollectionCount.error_kind, models.CollectionCount.runs)
+                )
+            )
+        assert counts == {("", 15), ("timeout", 15)}
+        assert count(stores[0], models.CollectionRun) == 30
+    finally:
+        for store in stores:
+            store.close()
+
+
+@pytest.mark.parametrize("database_down", [False, True])
+def test_writer_backlog_while_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_down: bool
+) -> None:
+    """A writer held up while the database answers stores every collection once it catches up
+    (up to BACKLOG_PER_TARGET per target, in order); while the database is away, only the
+    newest one of a target waits."""
+    store = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
+    store.upgrade()
+    if database_down:
+        monkeypatch.setattr(store, "outage", lambda: "OperationalError: unable to open database")
+    writer = StoreWriter(store)
+    starts = [datetime(2026, 12, 1, 0, 0, n, tzinfo=UTC) for n in range(BACKLOG_PER_TARGET + 2)]
+    collections = []
+    for started in starts:
+        collections.append(outcome([fake_report("h1", target="t1")]))
+        collections[-1].started_at = started
+    try:
+        with writer.exclusive():  # the writer is held up (pruning, say) meanwhile
+            writer.submit(SPEC, collections[0])
+            deadline = time.monotonic() + 60
+            while writer.backlog() and time.monotonic() < deadline:
+                time.sleep(0.01)  # until the writer took it and waits for the block to end
+            for late in collections[1:]:
+                writer.submit(SPEC, late)
+        assert writer.flush(timeout_s=60)
+    finally:
+        writer.close(timeout_s=10)
+    stored = [run.started_at.replace(tzinfo=UTC) for run in store.runs("t1")]
+    store.close()
+    # The first was taken before the writer was held; of the others, the newest ones are kept.
+    kept = 1 if database_down else BACKLOG_PER_TARGET
+    assert stored == [starts[0], *starts[-kept:]]
+    assert writer.dropped == len(starts) - 1 - kept

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporters import prometheus
 from exporters.prometheus import FORBIDDEN_LABELS, METRICS, StoreCollector, render_metrics
 from resmon.store import Store
 
-from .conftest import BOOT_TIME
+from .conftest import BOOT_TIME, populate
 
 MIB = 1024 * 1024
 
@@ -189,3 +191,36 @@ def test_promtool_check_metrics_is_clean(store: Store) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"" and result.stderr.strip() == b"", result
+
+
+def test_slow_rendering_does_not_count_against_the_database_timeout(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Turning a large fleet's rows into text can take longer than ``database_timeout_s`` on a
+    loaded machine. Only the database calls are bounded: the render neither fails nor marks the
+    store down (which would also cut the daemon's writes on the same engine)."""
+    loader = Store(database_url)
+    loader.upgrade()
+    populate(loader)
+    loader.close()
+    store = Store(database_url, timeout_s=2.0)
+    # Rows a few at a time, and the first few chunks turned into text slowly: 4 s in all.
+    monkeypatch.setattr(prometheus, "_CHUNK_ROWS", 1)
+    flush, slow = prometheus._Lines.flush, iter(range(4))
+
+    def slow_flush(lines: prometheus._Lines) -> None:
+        if next(slow, None) is not None:
+            time.sleep(1.0)
+        flush(lines)
+
+    monkeypatch.setattr(prometheus._Lines, "flush", slow_flush)
+    try:
+        body = render_metrics(store)
+        assert store.health().up
+    finally:
+        store.close()
+    assert next(slow, None) is None  # the slow part did run
+    assert value(body, "resmon_exporter_store_success") == 1
+    assert value(body, "resmon_exporter_store_up") == 1
+    host0 = {"host_id": "host-0", "target": "kvm-a", "resource_class": "VCPU"}
+    assert value(body, "resmon_inventory_total_units", **host0) == 16

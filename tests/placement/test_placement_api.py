@@ -145,3 +145,45 @@ def test_allocation_candidates_in_each_shape(client: TestClient) -> None:
         assert len(body["allocation_requests"]) == count
     limited = get(client, query + "&limit=2&required=!CUSTOM_VMWARE_DATASTORE_VMFS")
     assert len(limited["allocation_requests"]) == 2
+
+
+def test_candidates_in_tree_unknown_traits_and_member_of_syntax(client: TestClient) -> None:
+    """Placement 16.0.0's rules, found by the oracle test (tests/placement/test_placement_sync):
+    ``in_tree`` (1.31) keeps the answers made of that tree alone, sharing providers included
+    only as their own tree; a trait Placement does not know is a 400, unless ``member_of``
+    already matched no provider; several aggregates in one ``member_of`` need ``in:``."""
+
+    def answers(query: str) -> list[list[str]]:
+        body = get(client, f"/allocation_candidates?{query}")
+        return sorted(sorted(r["allocations"]) for r in body["allocation_requests"])
+
+    disk = "resources=VCPU:1,DISK_GB:40"
+    assert answers(disk) == sorted([sorted(p) for p in (
+        [ESX0, DS1], [ESX1, DS1], [ESX1, DS2], [KVM0], [KVM0, POOL], [KVM1])])  # fmt: skip
+    assert answers(f"{disk}&in_tree={KVM0}") == [[KVM0]]
+    assert answers(f"{disk}&in_tree={ESX0}") == []
+    assert answers(f"resources=DISK_GB:1500&in_tree={POOL}") == [[POOL]]
+    assert answers(f"{disk}&in_tree=00000000-0000-0000-0000-000000000000") == []
+    get(client, f"/allocation_candidates?{disk}&in_tree={KVM0}", version="1.30", status=400)
+    get(client, f"/allocation_candidates?{disk}&in_tree=kvm-0", status=400)
+
+    (error,) = get(client, f"/allocation_candidates?{disk}&required=CUSTOM_NOBODY",
+                   status=400)["errors"]  # fmt: skip
+    assert error["detail"] == "No such trait(s): CUSTOM_NOBODY."
+    get(client, f"/allocation_candidates?{disk}&required=!CUSTOM_NOBODY", status=400)
+    # Known: a standard trait nobody has, and a custom one some provider has.
+    assert answers(f"{disk}&required=HW_GPU_API_VULKAN") == []
+    assert answers(f"{disk}&required=CUSTOM_VMWARE_DATASTORE_NFS") == [sorted([ESX1, DS2])]
+    nowhere = "11111111-2222-3333-4444-555555555555"
+    assert answers(f"{disk}&required=CUSTOM_NOBODY&member_of={nowhere}") == []
+
+    ds1, ds2 = aggregate_uuid("vc", "datastore-1"), aggregate_uuid("vc", "datastore-2")
+    (error,) = get(client, f"/allocation_candidates?{disk}&member_of={ds1},{ds2}",
+                   status=400)["errors"]  # fmt: skip
+    assert "must be prefixed with the 'in:' or '!in:'" in error["detail"]
+    get(client, f"/allocation_candidates?{disk}&member_of=!{ds1},{ds2}", status=400)
+    assert answers(f"{disk}&member_of=in:{ds1},{ds2}") == sorted(
+        [sorted([ESX0, DS1]), sorted([ESX1, DS1]), sorted([ESX1, DS2])]
+    )
+    assert answers(f"{disk}&member_of=!in:{ds1},{ds2}") == sorted([[KVM0], sorted([KVM0, POOL]),
+                                                                   [KVM1]])  # fmt: skip

@@ -21,14 +21,9 @@ from tests.live_servers import free_port
 from .fake_keystone import FakeKeystone
 from .fleet import populate
 from .test_placement_periodic import run_once, samples
-from .test_placement_sync import HERE, running_placement, tool_venv
+from .tools import running_placement
 
 pytestmark = pytest.mark.placement_server
-
-
-@pytest.fixture(scope="module")
-def placement_bin() -> Path:
-    return tool_venv("placement-server", HERE / "server-requirements.txt")
 
 
 @pytest.fixture
@@ -55,9 +50,9 @@ clouds:
 
 
 def test_periodic_sync_via_clouds_yaml_then_placement_stops(
-    store: Store, placement_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with running_placement(placement_bin, tmp_path) as (url, process):
+    with running_placement(tmp_path) as (url, process):
         clouds_yaml(tmp_path, monkeypatch, url)
         settings = PlacementSettings(cloud="test-placement", mode="standalone", interval_s=60)
         task = PlacementSyncTask(store, settings)
@@ -93,7 +88,7 @@ def test_periodic_sync_via_clouds_yaml_then_placement_stops(
 
 @pytest.mark.parametrize("plugin", ["v3password", "v3applicationcredential"])
 def test_keystone_authentication_then_the_catalogs_internal_endpoint(
-    store: Store, placement_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     plugin: str,
 ) -> None:  # fmt: skip
     if plugin == "v3password":
@@ -101,7 +96,7 @@ def test_keystone_authentication_then_the_catalogs_internal_endpoint(
                 "project_domain_name": "Default"}  # fmt: skip
     else:
         auth = {"application_credential_id": "0123abcd"}
-    with running_placement(placement_bin, tmp_path) as (url, _process):
+    with running_placement(tmp_path) as (url, _process):
         with FakeKeystone(
             placement_internal=url, placement_public=f"http://127.0.0.1:{free_port()}",
             password="right-password", credential_id="0123abcd", credential_secret="right-secret",
