@@ -32,6 +32,7 @@ from resmon.contract import (
     warn_tls_unverified,
 )
 
+from ._deadline import DeadlineTransport
 from ._errors import map_winrm_errors, powershell_error
 from ._normalise import normalise, parse_document
 from ._script import SCRIPT, powershell_arguments
@@ -134,16 +135,29 @@ class HypervCollector(Collector):
         # pywinrm wants whole seconds, and the HTTP read timeout above the WinRM operation
         # timeout (the host may hold a Receive open for the whole operation timeout).
         read_timeout = max(2, math.ceil(target.timeout_s))
+        validation: Literal["validate", "ignore"] = "validate" if target.verify_tls else "ignore"
+        ca_trust_path = str(target.ca_bundle) if target.ca_bundle else None
         with map_winrm_errors(target.name):
             protocol = Protocol(
                 endpoint,
                 transport=transport,
                 username=target.username,
                 password=password,
-                server_cert_validation="validate" if target.verify_tls else "ignore",
-                ca_trust_path=str(target.ca_bundle) if target.ca_bundle else None,  # type: ignore[arg-type]
+                server_cert_validation=validation,
+                ca_trust_path=ca_trust_path,  # type: ignore[arg-type]
                 read_timeout_sec=read_timeout,
                 operation_timeout_sec=read_timeout - 1,
+                proxy=None,
+            )
+            # The same transport as Protocol made, able to enforce collect()'s whole deadline.
+            protocol.transport = DeadlineTransport(
+                endpoint,
+                username=target.username,
+                password=password,
+                ca_trust_path=ca_trust_path,  # type: ignore[arg-type]
+                read_timeout_sec=protocol.read_timeout_sec,
+                server_cert_validation=validation,
+                auth_method=transport,
                 proxy=None,
             )
         if endpoint.startswith("https:") and not target.verify_tls:
@@ -153,7 +167,7 @@ class HypervCollector(Collector):
 
     def collect(self) -> list[HostReport]:
         started = datetime.now(UTC)
-        stdout, stderr, exit_code = self._run_script()
+        stdout, stderr, exit_code = self._run_script_within_deadline()
         self._dump(stdout, started)
         failure = powershell_error(stderr, exit_code, target=self._target.name)
         if failure is not None:
@@ -205,6 +219,25 @@ class HypervCollector(Collector):
                 f"Hyper-V inventory gives an impossible value for {where}: {first['msg']}",
                 target=target,
             ) from None
+
+    def _run_script_within_deadline(self) -> tuple[bytes, bytes, int]:
+        """pywinrm bounds each read, not the exchange: see DeadlineTransport."""
+        target = self._target
+        transport = self._protocol.transport
+        if not isinstance(transport, DeadlineTransport):  # a Protocol given by the caller
+            return self._run_script()
+        # The cleanup (signal, delete the shell) gets as long again as the exchange had.
+        with transport.deadline(target.timeout_s, grace_s=target.timeout_s) as expired:
+            try:
+                return self._run_script()
+            except CollectorError as exc:
+                if not expired.is_set() or isinstance(exc, TargetTimeout):
+                    raise
+                raise TargetTimeout(
+                    f"the WinRM exchange did not finish within {target.timeout_s:g}s (the host "
+                    "or the link is too slow); its connections were shut down",
+                    target=target.name,
+                ) from exc
 
     def _run_script(self) -> tuple[bytes, bytes, int]:
         """Open a shell, run the script, read until done or the deadline, always clean up."""

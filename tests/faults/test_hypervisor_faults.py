@@ -66,12 +66,6 @@ EXPECTED_KIND: dict[Mode, str] = {
 
 #: Known defects, each (driver, fault) with what goes wrong.
 KNOWN: dict[tuple[str, Mode], str] = {
-    ("hyperv", "slow"): (
-        "the Hyper-V collector has no deadline of its own on a trickling link: with timeout_s = 1 "
-        "its collect() runs ~11 s (every read gets a byte within pywinrm's read timeout) and "
-        "ends as unreachable (Read timed out); the daemon records the timeout on time, but each "
-        "abandoned attempt holds a worker thread and a socket meanwhile"
-    ),
     ("libvirt", "garbage"): (
         "after garbage broke an open connection, one socket of it is sometimes still open when "
         "the target is back (2 of 5 runs, one descriptor; it does not grow with the attempts, "
