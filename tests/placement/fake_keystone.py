@@ -18,10 +18,11 @@ is ``admin``, which Placement's ``noauth2`` strategy takes as the admin user.
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.live_servers import LoopbackHTTPServer
 
 USER = {"id": "fd786d56402c4d1691372e7dee0d00b5", "name": "resmon",
         "domain": {"id": "default", "name": "Default"}, "password_expires_at": None}  # fmt: skip
@@ -33,7 +34,7 @@ UNAUTHORIZED = {
 }  # fmt: skip
 
 
-class FakeKeystone:
+class FakeKeystone(LoopbackHTTPServer):
     def __init__(
         self, *, placement_internal: str, placement_public: str, password: str,
         credential_id: str, credential_secret: str,
@@ -114,15 +115,4 @@ class FakeKeystone:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeKeystone:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

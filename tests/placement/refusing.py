@@ -17,9 +17,10 @@ Every request is counted (``requests``) so a test can see that nothing was retri
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.live_servers import LoopbackHTTPServer
 
 BODIES: dict[int, tuple[dict[str, str], dict[str, Any]]] = {
     401: (
@@ -41,7 +42,7 @@ BODIES: dict[int, tuple[dict[str, str], dict[str, Any]]] = {
 }  # fmt: skip
 
 
-class RefusingPlacement:
+class RefusingPlacement(LoopbackHTTPServer):
     """``with RefusingPlacement(503) as server: server.url``."""
 
     def __init__(self, status: int) -> None:
@@ -67,15 +68,4 @@ class RefusingPlacement:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RefusingPlacement:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

@@ -30,17 +30,7 @@ from resmon.store import Store
 from tests.faults.fault_proxy import FaultProxy
 from tests.live_servers import free_port, wait_until
 
-from .fleet import populate
 from .refusing import RefusingPlacement
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
-    s.upgrade()
-    populate(s)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ against a Keystone that answers as documented, and with Placement stopped under 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,10 @@ from resmon.store import Store
 from tests.live_servers import free_port
 
 from .fake_keystone import FakeKeystone
-from .fleet import populate
 from .test_placement_periodic import run_once, samples
 from .tools import running_placement
 
 pytestmark = pytest.mark.placement_server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
-    s.upgrade()
-    populate(s)
-    yield s
-    s.close()
 
 
 def clouds_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, placement: str) -> None:

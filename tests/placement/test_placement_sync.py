@@ -34,7 +34,6 @@ from resmon.runner import CollectionOutcome
 from resmon.store import Store, TargetSpec
 from tests.live_servers import free_port
 
-from .fleet import populate
 from .mixed_fleet import populate_mixed
 from .tools import run_placement
 
@@ -46,15 +45,6 @@ def placement(tmp_path: Path) -> Iterator[str]:
     """A fresh Placement (its own database) on a loopback port; yields its URL."""
     with run_placement(tmp_path) as url:
         yield url
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'resmon.db'}")
-    s.upgrade()
-    populate(s)
-    yield s
-    s.close()
 
 
 HEADERS = {"x-auth-token": "admin", "openstack-api-version": "placement 1.39"}
