@@ -100,14 +100,10 @@ def _libvirt(proxy_port: int) -> Iterator[Part]:
     pytest.importorskip("libvirt")
     from tests.libvirt import libvirtd_daemon
 
-    try:
-        daemon = libvirtd_daemon.start()
-    except libvirtd_daemon.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
     # libvirt's remote driver over TCP (what qemu+tcp:// speaks to a remote libvirtd) reaches
     # the local libvirtd's socket through the proxy; read-only, without the per-guest-type
     # domain capabilities (slow to answer on a QEMU host, and not what is under test here).
-    try:
+    with libvirtd_daemon.running_or_skip() as daemon:
         yield Part(
             driver="libvirt",
             fields="options = { domain_capabilities = false }\n",
@@ -116,8 +112,6 @@ def _libvirt(proxy_port: int) -> Iterator[Part]:
             upstream="/run/libvirt/libvirt-sock",
             stop=None,
         )
-    finally:
-        libvirtd_daemon.stop(daemon)
 
 
 def _vmware(proxy_port: int) -> Iterator[Part]:

@@ -30,14 +30,8 @@ ESTABLISHED = "01"  # /proc/net/tcp state
 def libvirt_socket() -> Iterator[str]:
     from tests.libvirt import libvirtd_daemon
 
-    try:
-        daemon = libvirtd_daemon.start()
-    except libvirtd_daemon.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with libvirtd_daemon.running_or_skip():
         yield "/run/libvirt/libvirt-sock"
-    finally:
-        libvirtd_daemon.stop(daemon)
 
 
 def _established_to(port: int) -> int:

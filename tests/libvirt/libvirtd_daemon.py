@@ -3,6 +3,7 @@
 A libvirtd that already answers is reused and left alone. Otherwise (root only) the users,
 groups and directories the Debian packages would create are created, ``virtlogd`` and
 ``libvirtd`` are started as daemons with pid files, and :func:`stop` ends exactly those pids.
+Tests use :func:`running_or_skip`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +149,19 @@ def stop(daemon: Daemon) -> None:
         os.chown(path, -1, gid)
         os.chmod(path, mode)
         daemon.kvm_restore = None
+
+
+@contextmanager
+def running_or_skip(uri: str = SYSTEM_URI) -> Iterator[Daemon]:
+    """For a test: a libvirtd answering ``uri`` while in the block, stopped after if started
+    here; the test is skipped, with the reason, where none can be started."""
+    import pytest
+
+    try:
+        daemon = start(uri)
+    except DaemonUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield daemon
+    finally:
+        stop(daemon)

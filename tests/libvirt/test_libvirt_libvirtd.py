@@ -33,14 +33,8 @@ HAS_KVM = Path("/dev/kvm").exists()
 
 @pytest.fixture(scope="module")
 def libvirtd() -> Iterator[str]:
-    try:
-        daemon = libvirtd_daemon.start()
-    except libvirtd_daemon.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with libvirtd_daemon.running_or_skip() as daemon:
         yield daemon.uri
-    finally:
-        libvirtd_daemon.stop(daemon)
 
 
 @pytest.fixture(scope="module")
