@@ -567,10 +567,9 @@ def placement_router(
                     sharers, query, targets,
                 )  # fmt: skip
                 requests = list(itertools.islice(
-                    _allocation_requests(found, resources, fleet, member_of, in_tree), limit
+                    _allocation_requests(found, fleet, member_of, in_tree), limit
                 ))  # fmt: skip
-            involved = {p.pk: p for _, providers in requests for p in providers}
-            return _candidates_body(requests, involved, targets, version)
+            return _candidates_body(requests, resources, targets, version)
 
         return answer(request, build)
 
@@ -583,10 +582,10 @@ def _placement_answers(
     query: CandidateQuery,
     targets: dict[int, TargetStatus],
 ) -> Iterator[IndexedCandidate]:
-    """The index's answers as Placement gives them: an answer made only of a sharing
-    provider's resources stands on its own (its traits alone count, whichever hosts mount it),
-    after the answers that involve a compute host."""
-    yield from (c for c in found if any(s is c.host for s in c.sources))
+    """The index's answers in which the host supplies some class (``host_supplies``), then
+    those made only of a sharing provider's resources, as Placement gives them: each stands on
+    its own (its traits alone count, whichever hosts mount it), after the others."""
+    yield from found
     for sharer in sharers:
         if targets[sharer.target_id].stale:
             continue
@@ -650,86 +649,105 @@ def _has(records: dict[str, Any], resources: tuple[tuple[str, int], ...]) -> boo
 
 def _allocation_requests(
     found: Iterable[IndexedCandidate],
-    resources: tuple[tuple[str, int], ...],
     fleet: _Fleet | None,
     member_of: list[tuple[bool, set[str]]],
     in_tree: str | None = None,
-) -> Iterator[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]]:
-    """``(((provider pk, class, amount), ...), providers)`` without repeats; providers are the
-    index's, the host first (it is in the provider summaries even when it supplies nothing).
-
-    ``in_tree``: only answers made of that provider's tree, here the provider alone (Placement
-    looks for sharing providers only without ``in_tree``)."""
-    seen: set[tuple[tuple[int, str, int], ...]] = set()
+) -> Iterator[IndexedCandidate]:
+    """The answers without repeats (the same provider for every class), within ``member_of``
+    and ``in_tree``: only answers made of that provider's tree, here the provider alone
+    (Placement looks for sharing providers only without ``in_tree``)."""
+    seen: set[tuple[int, ...]] = set()
     for candidate in found:
-        key = tuple(
-            (source.pk, resource_class, amount)
-            for (resource_class, amount), source in zip(resources, candidate.sources, strict=True)
-        )
+        # The classes and amounts are the query's: the suppliers' pks tell answers apart.
+        key = tuple([source.pk for source in candidate.sources])
         if key in seen:
             continue
-        providers = (candidate.host, *(s for s in candidate.sources if s is not candidate.host))
-        if fleet is not None and not all(
-            _member(fleet.aggregates.get(p.pk, ()), member_of) for p in providers
-        ):
-            continue
-        if fleet is not None and in_tree is not None:
-            if any(fleet.by_pk[p.pk].uuid != in_tree for p in providers):
+        if fleet is not None:
+            providers = {candidate.host.pk: candidate.host}
+            providers.update((source.pk, source) for source in candidate.sources)
+            if not all(_member(fleet.aggregates.get(pk, ()), member_of) for pk in providers):
+                continue
+            if in_tree is not None and any(fleet.by_pk[pk].uuid != in_tree for pk in providers):
                 continue
         seen.add(key)
-        yield key, tuple({p.pk: p for p in providers}.values())
+        yield candidate
 
 
 def _candidates_body(
-    requests: list[tuple[tuple[tuple[int, str, int], ...], tuple[IndexedHost, ...]]],
-    involved: dict[int, IndexedHost],
+    requests: list[IndexedCandidate],
+    resources: tuple[tuple[str, int], ...],
     targets: dict[int, TargetStatus],
     version: tuple[int, int],
 ) -> bytes:
     """The ``/allocation_candidates`` body of ``version``, encoded as Starlette's JSONResponse
     would. Written as text: provider UUIDs, resource class names (os-resource-classes or
-    CUSTOM_[A-Z0-9_]+, checked when parsed) and integers need no escaping, and each provider's
-    usage and traits are encoded once and kept with it. Building and encoding dicts for a
+    CUSTOM_[A-Z0-9_]+, checked when parsed) and integers need no escaping, each provider's
+    UUID and summary are encoded once and kept with it, and an answer in which the host
+    supplies every class (the common case) is one template. Building and encoding dicts for a
     thousand answers cost more than finding them."""
-    uuids = {pk: provider_uuid(targets[p.target_id].name, p.host_id) for pk, p in involved.items()}
+    keyed, mapped = version >= (1, 12), version >= (1, 34)
+    tier = f"summary:{version >= (1, 17):d}{version >= (1, 29):d}"
+    all_resources = ",".join(f'"{rc}":{amount}' for rc, amount in resources)
     allocation_requests = []
-    for key, _providers in requests:
-        per_provider: dict[str, list[str]] = {}
-        for pk, resource_class, amount in key:
-            per_provider.setdefault(uuids[pk], []).append(f'"{resource_class}":{amount}')
-        if version >= (1, 12):
+    involved: dict[int, IndexedHost] = {}
+    for candidate in requests:
+        host, sources = candidate.host, candidate.sources
+        involved[host.pk] = host
+        if sources.count(host) == len(sources):
+            u = _uuid_of(host, targets)
+            per_provider = {u: all_resources}
+        else:
+            per_provider_parts: dict[str, list[str]] = {}
+            for (resource_class, amount), source in zip(resources, sources, strict=True):
+                involved[source.pk] = source
+                per_provider_parts.setdefault(_uuid_of(source, targets), []).append(
+                    f'"{resource_class}":{amount}'
+                )
+            per_provider = {u: ",".join(r) for u, r in per_provider_parts.items()}
+        if keyed:
             allocations = "{" + ",".join(
-                f'"{u}":{{"resources":{{{",".join(r)}}}}}' for u, r in per_provider.items()
+                f'"{u}":{{"resources":{{{r}}}}}' for u, r in per_provider.items()
             ) + "}"  # fmt: skip
         else:
             allocations = "[" + ",".join(
-                f'{{"resource_provider":{{"uuid":"{u}"}},"resources":{{{",".join(r)}}}}}'
+                f'{{"resource_provider":{{"uuid":"{u}"}},"resources":{{{r}}}}}'
                 for u, r in per_provider.items()
             ) + "]"  # fmt: skip
         text = '{"allocations":' + allocations
-        if version >= (1, 34):
+        if mapped:
             text += ',"mappings":{"":[' + ",".join(f'"{u}"' for u in sorted(per_provider)) + "]}"
         allocation_requests.append(text + "}")
-    summaries = []
-    for pk, provider in involved.items():
-        usage, traits = _summary_fragments(provider)
-        summary = f'"{uuids[pk]}":{{"resources":{usage}'
-        if version >= (1, 17):
-            summary += ',"traits":' + traits
-        if version >= (1, 29):
-            summary += f',"parent_provider_uuid":null,"root_provider_uuid":"{uuids[pk]}"'
-        summaries.append(summary + "}")
+    summaries = [_summary(provider, targets, version, tier) for provider in involved.values()]
     return (
         '{"allocation_requests":[' + ",".join(allocation_requests)
         + '],"provider_summaries":{' + ",".join(summaries) + "}}"
     ).encode()  # fmt: skip
 
 
-def _summary_fragments(provider: IndexedHost) -> tuple[str, str]:
-    """The provider's usage and traits in a provider summary, encoded (kept with it)."""
-    cached = provider.summary_fragments
-    if not cached:
-        cached["traits"] = json.dumps(sorted(provider.traits), ensure_ascii=False,
-                                      separators=(",", ":"))  # fmt: skip
-        cached["usage"] = json.dumps(provider.usage, separators=(",", ":"))
-    return cached["usage"], cached["traits"]
+def _uuid_of(provider: IndexedHost, targets: dict[int, TargetStatus]) -> str:
+    """The provider's UUID (kept with it: its target and id never change while it lives)."""
+    cached = provider.summary_fragments.get("uuid")
+    if cached is None:
+        cached = provider_uuid(targets[provider.target_id].name, provider.host_id)
+        provider.summary_fragments["uuid"] = cached
+    return cached
+
+
+def _summary(
+    provider: IndexedHost, targets: dict[int, TargetStatus], version: tuple[int, int], tier: str
+) -> str:
+    """The provider's entry in ``provider_summaries`` at ``version`` (kept per ``tier``, the
+    versions that change it)."""
+    cached = provider.summary_fragments.get(tier)
+    if cached is None:
+        u = _uuid_of(provider, targets)
+        cached = f'"{u}":{{"resources":' + json.dumps(provider.usage, separators=(",", ":"))
+        if version >= (1, 17):
+            cached += ',"traits":' + json.dumps(
+                sorted(provider.traits), ensure_ascii=False, separators=(",", ":")
+            )
+        if version >= (1, 29):
+            cached += f',"parent_provider_uuid":null,"root_provider_uuid":"{u}"'
+        cached += "}"
+        provider.summary_fragments[tier] = cached
+    return cached
