@@ -16,7 +16,10 @@ listed by ``/v1/hosts`` (with ``stale: true``) but left out of ``/v1/candidates`
 Candidates are searched in a per-process in-memory index of the up compute hosts
 (:mod:`exporters._candidates`), checked against the store's latest collection run per target on
 every request and reloaded for the targets that were collected since; staleness is decided at
-request time. The answers are those of the SQL in :func:`exporters._queries.candidates`.
+request time. The answers are those of the SQL in :func:`exporters._queries.candidates`. An
+answer is kept, encoded, until a collection is stored or a target's staleness changes
+(:mod:`exporters._answer_cache`), so a scheduler repeating a query between collections gets the
+same bytes without a search.
 
 Auth: when ``api_tokens`` is not empty, every route except ``/healthz``, ``/readyz`` and
 ``/openapi.json`` needs ``Authorization: Bearer <token>``, compared in constant time.
@@ -34,6 +37,7 @@ from fastapi import Depends, FastAPI
 
 from resmon.store import Store
 
+from ._answer_cache import DEFAULT_MAX_BYTES, AnswerCache
 from ._api_auth import bearer_auth
 from ._api_errors import MAX_QUERY_BYTES, MAX_QUERY_PARAMS, QueryBounds, install_error_handlers
 from .placement_api import placement_router
@@ -63,10 +67,12 @@ def create_app(
     api_tokens: Sequence[str] = (),
     stale_after_s: float | None = None,
     placement: Any = None,
+    answer_cache_bytes: int = DEFAULT_MAX_BYTES,
 ) -> FastAPI:
     """The ASGI application over ``store`` (see the module docstring for the rules).
     ``placement`` is the daemon's Placement sync task (its ``status()`` feeds ``/metrics`` and
-    ``/v1/placement/status``)."""
+    ``/v1/placement/status``). ``answer_cache_bytes`` bounds the candidate answers kept
+    between collections (:mod:`exporters._answer_cache`; 0 keeps none)."""
     app = FastAPI(
         title="resmon",
         version=API_VERSION,
@@ -80,6 +86,7 @@ def create_app(
     ctx = app.state.resmon = ApiContext(
         store=store, stale_after_s=stale_after_s,
         placement_status=placement.status if placement is not None else None,
+        answer_cache=AnswerCache(max_bytes=answer_cache_bytes),
     )  # fmt: skip
     auth = [Depends(bearer_auth(api_tokens))]
     app.include_router(operations.public)
@@ -87,7 +94,7 @@ def create_app(
         app.include_router(resource.router, dependencies=auth)
     # The Placement-compatible read API (its own module; left out of this OpenAPI document).
     app.include_router(
-        placement_router(store, ctx.candidate_index, ctx.statuses),
+        placement_router(store, ctx.candidate_index, ctx.statuses, ctx.answer_cache),
         prefix="/placement",
         dependencies=auth,
     )

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from resmon.store import Store, models
 
+from ._answer_cache import AnswerCache, fleet_key
 from ._candidates import CandidateIndex, IndexedCandidate, IndexedHost
 from ._params import parse_required, parse_resources
 from ._queries import CandidateQuery, TargetStatus, inventories_of
@@ -318,6 +319,7 @@ def placement_router(
     store: Store,
     candidate_index: CandidateIndex,
     statuses: Callable[[Session], dict[int, TargetStatus]],
+    answer_cache: AnswerCache,
 ) -> APIRouter:
     """The routes of this module's docstring, to be mounted under ``/placement``."""
     router = APIRouter(include_in_schema=False)
@@ -550,8 +552,13 @@ def placement_router(
                 in_tree = _parse_uuid("in_tree", params["in_tree"])
             if "group_policy" in params:
                 _require(version, (1, 25), "group_policy")
+            cache_key = ("placement", version, request.url.query)
             with store.session() as session:
                 targets = statuses(session)
+                fleet_now = fleet_key(targets.values())
+                cached = answer_cache.get(fleet_now, cache_key)
+                if cached is not None:
+                    return cached
                 fleet = _fleet(session, targets) if member_of or in_tree else None
                 if required or forbidden:
                     _check_traits_exist(session, required | forbidden, fleet, member_of)
@@ -569,7 +576,9 @@ def placement_router(
                 requests = list(itertools.islice(
                     _allocation_requests(found, fleet, member_of, in_tree), limit
                 ))  # fmt: skip
-            return _candidates_body(requests, resources, targets, version)
+            body = _candidates_body(requests, resources, targets, version)
+            answer_cache.put(fleet_now, cache_key, body)
+            return body
 
         return answer(request, build)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from resmon.contract import HostState, ProviderKind
 from resmon.store import Store, migration_head
 
+from .._answer_cache import AnswerCache
 from .._api_models import AnomalyOut, CollectionStatus, HostSummary, InventoryRecord
 from .._candidates import CandidateIndex
 from .._params import encode_host_ref
@@ -44,6 +45,7 @@ class ApiContext:
     store: Store
     stale_after_s: float | None
     candidate_index: CandidateIndex = field(default_factory=CandidateIndex)
+    answer_cache: AnswerCache = field(default_factory=AnswerCache)
     #: The Placement sync this process runs, if any (``resmon run`` with ``[placement]``).
     placement_status: Callable[[], SyncStatus] | None = None
     _head_revision: str | None = None
