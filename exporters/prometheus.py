@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from resmon.contract import units
 from resmon.store import BoundedReads, Store
 
+from ._answer_cache import AnswerCache
 from ._queries import TargetStatus, target_statuses
 from ._sync_status import ERROR_KINDS, SyncStatus
 from ._tables import ANOMALIES, COUNTS, HOSTS, INVENTORIES, NUMA_CELLS, SUPPORTED_INSTANCES
@@ -637,6 +638,34 @@ def render_placement_sync(status: SyncStatus) -> bytes:
     failures.append(f" {status.consecutive_failures}")
     out = []
     for name, (kind, help_, _labels) in PLACEMENT_SYNC_METRICS.items():
+        out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
+        out.extend(f"{name}{sample}\n" for sample in samples[name])
+    return "".join(out).encode()
+
+
+# -- the candidate answer cache ------------------------------------------------------------------
+
+#: The answer cache's families (exporters/_answer_cache.py), from this API process's memory.
+ANSWER_CACHE_METRICS: dict[str, tuple[str, str]] = {
+    "resmon_api_answer_cache_requests_total": (
+        "counter", "Candidate queries of this API process, by whether their answer was kept "
+        "(hit) or computed (miss)."),
+    "resmon_api_answer_cache_entries": ("gauge", "Candidate answers kept."),
+    "resmon_api_answer_cache_bytes": ("gauge", "Size of the candidate answers kept."),
+}  # fmt: skip
+
+
+def render_answer_cache(cache: AnswerCache) -> bytes:
+    """The answer cache's families (text exposition format 0.0.4)."""
+    samples = {
+        "resmon_api_answer_cache_requests_total": [
+            f'{{result="hit"}} {cache.hits}', f'{{result="miss"}} {cache.misses}'
+        ],
+        "resmon_api_answer_cache_entries": [f" {len(cache)}"],
+        "resmon_api_answer_cache_bytes": [f" {cache.size_bytes}"],
+    }  # fmt: skip
+    out = []
+    for name, (kind, help_) in ANSWER_CACHE_METRICS.items():
         out.append(f"# HELP {name} {help_}\n# TYPE {name} {kind}\n")
         out.extend(f"{name}{sample}\n" for sample in samples[name])
     return "".join(out).encode()

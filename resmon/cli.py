@@ -414,8 +414,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("resmon.listen is empty: nothing to serve")
     store = Store(config.resmon.database_url, timeout_s=config.resmon.database_timeout_s)
     app = create_app(
-        store, api_tokens=config.resmon.api_tokens(), stale_after_s=config.resmon.stale_after_s
-    )
+        store, api_tokens=config.resmon.api_tokens(), stale_after_s=config.resmon.stale_after_s,
+        answer_cache_bytes=config.resmon.answer_cache_mib * 1024 * 1024,
+    )  # fmt: skip
     # Start-up objects (modules, the app, its routes) live for the whole process: keeping them
     # out of the collector's generations removes most of the full-collection pauses from requests.
     gc.freeze()

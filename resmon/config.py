@@ -171,6 +171,8 @@ class DaemonSettings(_Strict):
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     api_tokens_env: list[str] = Field(default_factory=list)
     api_tokens_file: Path | None = None
+    #: Room for candidate answers kept between collections, per API process; 0 keeps none.
+    answer_cache_mib: Annotated[int, Field(ge=0, le=4096)] = 32
     policy: PolicyTable = Field(default_factory=PolicyTable)
 
     def listen_address(self) -> tuple[str, int] | None:

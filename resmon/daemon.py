@@ -532,6 +532,7 @@ def start_api_server(
         api_tokens=config.resmon.api_tokens(),
         stale_after_s=config.resmon.stale_after_s,
         placement=placement,
+        answer_cache_bytes=config.resmon.answer_cache_mib * 1024 * 1024,
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=address[0], port=address[1], log_level="warning", **SERVER_OPTIONS)

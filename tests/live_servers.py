@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -17,6 +18,7 @@ from typing import Any, Self
 
 import uvicorn
 
+from exporters._answer_cache import DEFAULT_MAX_BYTES
 from exporters.api import create_app
 from resmon.store import Store
 
@@ -51,13 +53,17 @@ def promql(base: str, query: str) -> list[dict[str, Any]]:
 
 @contextmanager
 def serve_api(
-    store: Store, *, api_tokens: Sequence[str] = (), start_timeout_s: float = 60.0
+    store: Store,
+    *,
+    api_tokens: Sequence[str] = (),
+    start_timeout_s: float = 60.0,
+    answer_cache_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Iterator[str]:
     """resmon's API on a free loopback port; yields ``host:port``."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(store, api_tokens=list(api_tokens)),
+            create_app(store, api_tokens=list(api_tokens), answer_cache_bytes=answer_cache_bytes),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -71,6 +77,46 @@ def serve_api(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def resmon_serve(
+    database_url: str, workdir: Path, *, answer_cache_mib: int = 32, start_timeout_s: float = 60.0
+) -> Iterator[str]:
+    """``resmon serve`` (the API alone, as a read replica runs it) in its own process on a free
+    loopback port; yields ``host:port``. Its log goes to ``workdir/serve-<port>.log``."""
+    port = free_port()
+    config = workdir / f"serve-{port}.toml"
+    config.write_text(
+        f"[resmon]\ndatabase_url = {json.dumps(database_url)}\n"
+        f'listen = "127.0.0.1:{port}"\nanswer_cache_mib = {answer_cache_mib}\n'
+    )
+    log = workdir / f"serve-{port}.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "resmon.cli", "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"resmon serve exited {process.returncode}: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, "resmon serve to answer", start_timeout_s)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

@@ -15,7 +15,12 @@ from .._api_models import ErrorBody, Health, Ready
 from .._landing import fleet_summary, render_landing
 from .._queries import target_statuses
 from ..errors import ApiError
-from ..prometheus import CONTENT_TYPE, render_metrics, render_placement_sync
+from ..prometheus import (
+    CONTENT_TYPE,
+    render_answer_cache,
+    render_metrics,
+    render_placement_sync,
+)
 from ._common import ApiContext, context
 
 __all__ = ["public", "router"]
@@ -63,9 +68,10 @@ def readyz(ctx: Context) -> Ready:
                401: {"model": ErrorBody, "description": "Unauthorized"}},
 )  # fmt: skip
 def metrics(ctx: Context) -> Response:
-    """Prometheus metrics, rendered from the store (values as of the last collection), and
-    those of the Placement sync when this process runs it."""
+    """Prometheus metrics, rendered from the store (values as of the last collection), this
+    process's candidate answer cache, and the Placement sync when this process runs it."""
     body = render_metrics(ctx.store, stale_after_s=ctx.stale_after_s)
+    body += render_answer_cache(ctx.answer_cache)
     if ctx.placement_status is not None:
         body += render_placement_sync(ctx.placement_status())
     return Response(body, media_type=CONTENT_TYPE)

@@ -98,6 +98,8 @@ def test_collect_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
          "inline 'password' is not accepted"),
         ("[[targets]]\nname='a'\ncollector='fake'\n", "targets[0].url: Field required"),
         ("[resmon]\nlisten = 'x'\nnope = 1\n", "resmon.nope: Extra inputs are not permitted"),
+        ("[resmon]\nanswer_cache_mib = -1\n",
+         "resmon.answer_cache_mib: Input should be greater than or equal to 0"),
         ("[[targets]\n", "not valid TOML"),
         ("[[targets]]\nname='a'\ncollector='fake'\nurl='https://u:secret@h/sdk'\n",
          "carries a password"),

@@ -8,14 +8,18 @@ an app without the cache answers.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporters._answer_cache import AnswerCache, fleet_key
 from exporters._queries import TargetStatus
 from exporters.api import create_app
 from resmon.contract.testing import fake_report
 from resmon.store import Store
+from tests.live_servers import resmon_serve
 
 from .conftest import record
 
@@ -103,3 +107,29 @@ def test_bounded_by_bytes_least_recently_used_first() -> None:
     nothing = AnswerCache(max_bytes=0)
     nothing.put(fleet, "a", b"a")
     assert nothing.get(fleet, "a") is None
+
+
+def test_metrics_count_hits_and_misses(store: Store) -> None:
+    client = TestClient(create_app(store))
+    for _ in range(3):
+        client.get(V1)
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    requests = {
+        s.labels["result"]: s.value for s in families["resmon_api_answer_cache_requests"].samples
+    }
+    assert requests == {"hit": 2, "miss": 1}
+    assert families["resmon_api_answer_cache_entries"].samples[0].value == 1
+    assert families["resmon_api_answer_cache_bytes"].samples[0].value == len(client.get(V1).content)
+
+
+def test_resmon_serve_takes_answer_cache_mib(
+    store: Store, database_url: str, tmp_path: Path
+) -> None:
+    for mib, expected in ((32, {"hit": 1, "miss": 1}), (0, {"hit": 0, "miss": 2})):
+        with resmon_serve(database_url, tmp_path, answer_cache_mib=mib) as address:
+            bodies = {httpx.get(f"http://{address}{V1}").content for _ in range(2)}
+            assert len(bodies) == 1 and b'"host_id":"host-0"' in next(iter(bodies))
+            metrics = httpx.get(f"http://{address}/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(metrics)}
+        requests = families["resmon_api_answer_cache_requests"].samples
+        assert {s.labels["result"]: s.value for s in requests} == expected, mib
