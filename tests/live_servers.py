@@ -79,6 +79,16 @@ def serve_api(
         thread.join(timeout=10)
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still running 20 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def resmon_serve(
     database_url: str, workdir: Path, *, answer_cache_mib: int = 32, start_timeout_s: float = 60.0
@@ -111,12 +121,7 @@ def resmon_serve(
         wait_until(answers, "resmon serve to answer", start_timeout_s)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextmanager
@@ -131,12 +136,7 @@ def run_prometheus(config_file: Path, workdir: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 class LoopbackHTTPServer:
