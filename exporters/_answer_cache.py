@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from ._queries import TargetStatus
 
@@ -53,6 +53,18 @@ class AnswerCache:
         self._fleet: FleetKey | None = None
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
         self._bytes = 0
+
+    def answer(
+        self, targets: Iterable[TargetStatus], query: Hashable, compute: Callable[[], bytes]
+    ) -> bytes:
+        """The answer kept for ``query`` over the fleet of ``targets`` (as just read), else
+        ``compute()``'s, then kept. An exception from ``compute`` keeps nothing."""
+        fleet = fleet_key(targets)
+        body = self.get(fleet, query)
+        if body is None:
+            body = compute()
+            self.put(fleet, query, body)
+        return body
 
     def get(self, fleet: FleetKey, query: Hashable) -> bytes | None:
         with self._lock:

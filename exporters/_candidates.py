@@ -103,7 +103,7 @@ class IndexedHost:
     fragments: dict[str, tuple[str, str, str, str]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    #: Its Placement UUID and ``/placement`` provider summaries, encoded (placement_api).
+    #: Its ``/placement`` provider summaries, encoded, by microversion tier (placement_api).
     summary_fragments: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def supplies(self, resource_class: str, amount: int) -> bool:

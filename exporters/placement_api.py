@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from resmon.store import Store, models
 
-from ._answer_cache import AnswerCache, fleet_key
+from ._answer_cache import AnswerCache
 from ._candidates import CandidateIndex, IndexedCandidate, IndexedHost
 from ._params import parse_required, parse_resources
 from ._queries import CandidateQuery, TargetStatus, inventories_of
@@ -75,6 +75,8 @@ _VERSION = re.compile(r"^([1-9][0-9]*)\.([0-9]+)$")
 _CODE = "placement.undefined_code"
 _KINDS = ("compute_host", "shared_storage")
 
+#: os-traits' standard traits (listing them walks the package: once, not per request).
+_STANDARD_TRAITS = frozenset(os_traits.get_traits())
 #: Largest number of allocation requests computed when the query sets no limit.
 _ALL = 100_000
 
@@ -480,7 +482,7 @@ def placement_router(
             params = request.query_params
             with store.session() as session:
                 associated = {t for (t,) in session.execute(select(_TRAITS.c.trait).distinct())}
-            names = set(os_traits.get_traits()) | associated
+            names = associated | _STANDARD_TRAITS
             if "associated" in params:
                 flag = params["associated"].lower()
                 if flag not in ("true", "false"):
@@ -552,33 +554,34 @@ def placement_router(
                 in_tree = _parse_uuid("in_tree", params["in_tree"])
             if "group_policy" in params:
                 _require(version, (1, 25), "group_policy")
-            cache_key = ("placement", version, request.url.query)
             with store.session() as session:
                 targets = statuses(session)
-                fleet_now = fleet_key(targets.values())
-                cached = answer_cache.get(fleet_now, cache_key)
-                if cached is not None:
-                    return cached
-                fleet = _fleet(session, targets) if member_of or in_tree else None
-                if required or forbidden:
-                    _check_traits_exist(session, required | forbidden, fleet, member_of)
-                sharers = candidate_index.sharing_providers(session, targets.values())
-                query = CandidateQuery(
-                    resources=resources, required=required, forbidden=forbidden, limit=limit
+
+                def compute() -> bytes:
+                    fleet = _fleet(session, targets) if member_of or in_tree else None
+                    if required or forbidden:
+                        _check_traits_exist(session, required | forbidden, fleet, member_of)
+                    sharers = candidate_index.sharing_providers(session, targets.values())
+                    query = CandidateQuery(
+                        resources=resources, required=required, forbidden=forbidden, limit=limit
+                    )
+                    # Answers are taken from the index as they are found, until ``limit`` of
+                    # them pass the filters; answers made only of a sharing provider's
+                    # resources are listed on their own, after.
+                    found = _placement_answers(
+                        candidate_index.answers(
+                            session, query, targets.values(), host_supplies=True
+                        ),
+                        sharers, query, targets,
+                    )  # fmt: skip
+                    requests = list(itertools.islice(
+                        _allocation_requests(found, fleet, member_of, in_tree), limit
+                    ))  # fmt: skip
+                    return _candidates_body(requests, resources, targets, version)
+
+                return answer_cache.answer(
+                    targets.values(), ("placement", version, request.url.query), compute
                 )
-                # Answers are taken from the index as they are found, until ``limit`` of them
-                # pass the filters; answers made only of a sharing provider's resources are
-                # listed on their own, after.
-                found = _placement_answers(
-                    candidate_index.answers(session, query, targets.values(), host_supplies=True),
-                    sharers, query, targets,
-                )  # fmt: skip
-                requests = list(itertools.islice(
-                    _allocation_requests(found, fleet, member_of, in_tree), limit
-                ))  # fmt: skip
-            body = _candidates_body(requests, resources, targets, version)
-            answer_cache.put(fleet_now, cache_key, body)
-            return body
 
         return answer(request, build)
 
@@ -621,7 +624,7 @@ def _check_traits_exist(
     """Placement answers a trait it does not know with a 400 (``TraitNotFound``), after it has
     found no provider in the ``member_of`` aggregates (then the answer is empty). It knows the
     standard traits and the custom ones created, here those some provider has."""
-    unknown = set(traits) - set(os_traits.get_traits())
+    unknown = set(traits) - _STANDARD_TRAITS
     if unknown:
         unknown -= {t for (t,) in session.execute(
             select(_TRAITS.c.trait).where(_TRAITS.c.trait.in_(sorted(unknown))).distinct()
@@ -691,7 +694,7 @@ def _candidates_body(
     """The ``/allocation_candidates`` body of ``version``, encoded as Starlette's JSONResponse
     would. Written as text: provider UUIDs, resource class names (os-resource-classes or
     CUSTOM_[A-Z0-9_]+, checked when parsed) and integers need no escaping, each provider's
-    UUID and summary are encoded once and kept with it, and an answer in which the host
+    summary is encoded once and kept with it, and an answer in which the host
     supplies every class (the common case) is one template. Building and encoding dicts for a
     thousand answers cost more than finding them."""
     keyed, mapped = version >= (1, 12), version >= (1, 34)
@@ -703,13 +706,13 @@ def _candidates_body(
         host, sources = candidate.host, candidate.sources
         involved[host.pk] = host
         if sources.count(host) == len(sources):
-            u = _uuid_of(host, targets)
+            u = _uuid(host, targets)
             per_provider = {u: all_resources}
         else:
             per_provider_parts: dict[str, list[str]] = {}
             for (resource_class, amount), source in zip(resources, sources, strict=True):
                 involved[source.pk] = source
-                per_provider_parts.setdefault(_uuid_of(source, targets), []).append(
+                per_provider_parts.setdefault(_uuid(source, targets), []).append(
                     f'"{resource_class}":{amount}'
                 )
             per_provider = {u: ",".join(r) for u, r in per_provider_parts.items()}
@@ -733,13 +736,8 @@ def _candidates_body(
     ).encode()  # fmt: skip
 
 
-def _uuid_of(provider: IndexedHost, targets: dict[int, TargetStatus]) -> str:
-    """The provider's UUID (kept with it: its target and id never change while it lives)."""
-    cached = provider.summary_fragments.get("uuid")
-    if cached is None:
-        cached = provider_uuid(targets[provider.target_id].name, provider.host_id)
-        provider.summary_fragments["uuid"] = cached
-    return cached
+def _uuid(provider: IndexedHost, targets: dict[int, TargetStatus]) -> str:
+    return provider_uuid(targets[provider.target_id].name, provider.host_id)
 
 
 def _summary(
@@ -749,7 +747,7 @@ def _summary(
     versions that change it)."""
     cached = provider.summary_fragments.get(tier)
     if cached is None:
-        u = _uuid_of(provider, targets)
+        u = _uuid(provider, targets)
         cached = f'"{u}":{{"resources":' + json.dumps(provider.usage, separators=(",", ":"))
         if version >= (1, 17):
             cached += ',"traits":' + json.dumps(

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from .._answer_cache import fleet_key
 from .._api_errors import ERRORS
 from .._api_models import CandidateList
 from .._candidates import candidates_body
@@ -55,17 +54,16 @@ def list_candidates(
         instance=parse_instance(instance) if instance is not None else None,
         limit=limit, order=order, include_stale=include_stale,
     )  # fmt: skip
-    cache_key = ("v1", request.url.query)
     with ctx.store.session() as session:
         targets = ctx.statuses(session)
-        fleet = fleet_key(targets.values())
-        body = ctx.answer_cache.get(fleet, cache_key)
-        if body is None:
-            found = ctx.candidate_index.search(session, query, targets.values())
-    if body is None:
         # Encoded straight to JSON: building models for hundreds of candidates would cost
         # more than the search; CandidateList documents the shape and the schemathesis test
         # checks the answers against it.
-        body = candidates_body(found, query.resources, targets)
-        ctx.answer_cache.put(fleet, cache_key, body)
+        body = ctx.answer_cache.answer(
+            targets.values(), ("v1", request.url.query),
+            lambda: candidates_body(
+                ctx.candidate_index.search(session, query, targets.values()),
+                query.resources, targets,
+            ),
+        )  # fmt: skip
     return Response(body, media_type="application/json")  # type: ignore[return-value]
